@@ -1,0 +1,70 @@
+"""heylook: a local LLM server that speaks the OpenAI HTTP API, with backends as plugins.
+
+The names here are the surface plugin authors use; ``tests/core/test_public_api.py`` keeps ``__all__`` honest.
+"""
+
+from heylook_core.config import ModelEntry, SamplingDefaults, Settings
+from heylook_core.errors import (
+    BadRequestError,
+    ConfigError,
+    HeylookError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PluginError,
+    ProviderError,
+    ServiceUnavailableError,
+    UnsupportedError,
+)
+from heylook_core.generation import StopMatcher, ThinkSplitter
+from heylook_core.hookspecs import hookimpl
+from heylook_core.middleware import GenerationContext
+from heylook_core.providers import (
+    SAMPLING_PARAMETERS,
+    Availability,
+    Capability,
+    Provider,
+    ProviderConfig,
+    ProviderSpec,
+    ThreadedProvider,
+)
+from heylook_core.runner import CancelToken, ModelWorker
+from heylook_core.types import Delta, TokenLogprob, TopLogprob, Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SAMPLING_PARAMETERS",
+    "Availability",
+    "BadRequestError",
+    "CancelToken",
+    "Capability",
+    "ConfigError",
+    "Delta",
+    "GenerationContext",
+    "HeylookError",
+    "ModelEntry",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "ModelWorker",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PluginError",
+    "Provider",
+    "ProviderConfig",
+    "ProviderError",
+    "ProviderSpec",
+    "SamplingDefaults",
+    "ServiceUnavailableError",
+    "Settings",
+    "StopMatcher",
+    "ThinkSplitter",
+    "ThreadedProvider",
+    "TokenLogprob",
+    "TopLogprob",
+    "UnsupportedError",
+    "Usage",
+    "__version__",
+    "hookimpl",
+]

@@ -1,0 +1,217 @@
+"""Building the server: plugins, settings, router, and the FastAPI application around them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from heylook_core.config import Settings, load_settings
+from heylook_core.errors import HeylookError
+from heylook_core.metrics import Metrics
+from heylook_core.plugins import PluginHost
+from heylook_core.router import Router
+from heylook_core.security import AssumeJSON, BodyLimit, require_admin_key
+
+logger = logging.getLogger(__name__)
+
+
+class Server:
+    """Everything one running server holds; routes reach it as ``request.app.state.heylook``."""
+
+    def __init__(self, host: PluginHost, settings: Settings, *, preload: Iterable[str] = ()) -> None:
+        self.host = host
+        self.settings = settings
+        self.router = Router(settings)
+        self.started = int(time.time())
+        self.preload = list(preload)
+        self.metrics = Metrics()
+        self.config_path: str | None = None
+
+
+def build_server(
+    config_path: str | os.PathLike[str] | None = None,
+    *,
+    extra_plugins: Iterable[tuple[str, object]] = (),
+    entry_points: bool = True,
+    preload: Iterable[str] = (),
+    host: PluginHost | None = None,
+) -> Server:
+    """Load plugins and settings; raises ``ConfigError`` / ``PluginLoadError`` before anything serves."""
+    if host is None:
+        host = PluginHost(extra_plugins=extra_plugins, entry_points=entry_points).load()
+    settings = load_settings(
+        host.providers,
+        host.offered_models,
+        config_path=config_path,
+        failed_plugins=[f"{r.name} ({r.error})" for r in host.failed()],
+    )
+    for name in preload:
+        if name not in settings.model_ids() and not any(name in m.entry.aliases for m in settings.models):
+            from heylook_core.errors import ConfigError
+
+            raise ConfigError(f"--model-id '{name}' is not a configured model; available: {', '.join(settings.model_ids())}")
+    server = Server(host, settings, preload=preload)
+    server.config_path = str(config_path) if config_path else None
+    return server
+
+
+def _error_response(error: HeylookError) -> JSONResponse:
+    return JSONResponse(error.to_body(), status_code=error.status_code, headers=error.headers)
+
+
+def _validation_message(error: RequestValidationError) -> tuple[str, str | None]:
+    errors = error.errors()
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return f"request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", None
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    # Union members show up in the location (``str``, ``list[...]``); keep the field names only.
+    loc = [part for part in loc if not any(mark in part for mark in ("[", "function-", "literal["))]
+    param = ".".join(loc) or None
+    message = first.get("msg", "invalid value")
+    if first.get("type") == "missing":
+        message = "field required"
+    elif first.get("type") == "extra_forbidden":
+        message = "unknown field"
+    return (f"{param}: {message}" if param else message), param
+
+
+def create_app(server: Server) -> FastAPI:
+    from heylook_core.api import v1
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await server.host.startup(app, server.settings)
+        server.router.start()
+        warmups = [m.id for m in server.settings.models if m.entry.pinned] + server.preload
+        for name in dict.fromkeys(warmups):
+            try:
+                await server.router.ensure_loaded(name)
+            except HeylookError as error:
+                logger.error("%s", error.message)
+        logger.info(
+            "serving %d model(s) from %s: %s",
+            len(server.settings.models),
+            server.settings.source,
+            ", ".join(server.settings.model_ids()) or "none",
+        )
+        try:
+            yield
+        finally:
+            await server.router.close()
+            await server.host.shutdown(app)
+
+    app = FastAPI(
+        title="heylook",
+        version=_version(),
+        description="A local LLM server that speaks the OpenAI HTTP API.",
+        lifespan=lifespan,
+    )
+    app.state.heylook = server
+
+    @app.exception_handler(HeylookError)
+    async def heylook_error(_: Request, error: HeylookError) -> JSONResponse:
+        return _error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(error)
+        code = "invalid_json" if "not valid JSON" in message else "invalid_value"
+        body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        kind = "invalid_request_error" if error.status_code < 500 else "server_error"
+        message = "no such route" if error.status_code == 404 else str(error.detail)
+        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        logger.exception("unexpected error")
+        body = {"error": {"message": f"internal error: {type(error).__name__}", "type": "server_error",
+                          "param": None, "code": None}}
+        return JSONResponse(body, status_code=500)
+
+    app.include_router(v1)
+    app.include_router(_ops_routes())
+    plugin_routes = APIRouter()
+    server.host.register_routes(plugin_routes)
+    app.include_router(plugin_routes)
+
+    if server.settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=server.settings.server.cors_origins,
+            allow_credentials="*" not in server.settings.server.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(AssumeJSON)
+    app.add_middleware(BodyLimit, limit=server.settings.server.max_body_bytes)
+    app.add_middleware(server.metrics.middleware)
+    return app
+
+
+def _version() -> str:
+    from heylook_core import __version__
+
+    return __version__
+
+
+def _ops_routes() -> APIRouter:
+    ops = APIRouter()
+
+    @ops.get("/health")
+    async def health(request: Request) -> dict[str, Any]:
+        server: Server = request.app.state.heylook
+        return {
+            "status": "ok",
+            "models": server.settings.model_ids(),
+            "loaded": server.router.loaded(),
+            "failed_plugins": [r.name for r in server.host.failed()],
+        }
+
+    @ops.get("/-/plugins")
+    async def plugins(request: Request) -> dict[str, Any]:
+        return request.app.state.heylook.host.report()
+
+    @ops.get("/metrics", response_class=PlainTextResponse)
+    async def metrics(request: Request) -> str:
+        server: Server = request.app.state.heylook
+        return server.metrics.render(server.router)
+
+    admin = APIRouter(prefix="/v1/admin", dependencies=[Depends(require_admin_key)])
+
+    @admin.post("/models/{model_id:path}/load")
+    async def load(model_id: str, request: Request) -> dict[str, Any]:
+        server: Server = request.app.state.heylook
+        slot = server.router.resolve(model_id)
+        await server.router.ensure_loaded(slot.id)
+        return {"id": slot.id, "state": slot.state}
+
+    @admin.post("/models/{model_id:path}/unload")
+    async def unload(model_id: str, request: Request) -> dict[str, Any]:
+        server: Server = request.app.state.heylook
+        slot = server.router.resolve(model_id)
+        while slot.in_flight:
+            await asyncio.sleep(0.05)
+        await server.router.unload(slot)
+        return {"id": slot.id, "state": slot.state}
+
+    ops.include_router(admin)
+    return ops

@@ -1,0 +1,153 @@
+"""The core's own subcommands, registered through the same hook as plugin commands: serve, plugins, models, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from heylook_core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from heylook_core.plugins import PluginHost
+
+logger = logging.getLogger("heylook_core")
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+@hookimpl
+def register_commands(cli: argparse._SubParsersAction) -> None:
+    serve = cli.add_parser("serve", help="start the server (the default command)")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    serve.add_argument("--config", default=None, help="models.toml to use")
+    serve.add_argument("--model-id", action="append", default=[], help="load this model before serving")
+    serve.add_argument("--api-key", default=None, help="require this bearer key on /v1 (or set HEYLOOK_API_KEY)")
+    serve.add_argument("--log-level", default=argparse.SUPPRESS, choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(handler=serve_command)
+
+    plugins = cli.add_parser("plugins", help="list plugins with status, version, hooks, load time and error")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.set_defaults(handler=plugins_command)
+
+    models = cli.add_parser("models", help="list configured and offered models")
+    models.add_argument("--config", default=None)
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(handler=models_command)
+
+    doctor = cli.add_parser("doctor", help="check each provider's availability and say how to fix it")
+    doctor.add_argument("--config", default=None)
+    doctor.set_defaults(handler=doctor_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from heylook_core.app import build_server, create_app
+
+    server = build_server(args.config, preload=args.model_id, host=args.plugin_host)
+    settings = server.settings.server
+    if args.api_key:
+        settings.api_keys = [args.api_key]
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    for record in server.host.failed():
+        logger.warning("plugin '%s' failed to load: %s", record.name, record.error)
+    app = create_app(server)
+    logger.info("heylook listening on http://%s:%d/v1", host, port)
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=10)
+    return 0
+
+
+def plugins_command(args: argparse.Namespace) -> int:
+    host: PluginHost = args.plugin_host
+    report = host.report()
+    if args.json:
+        _out(json.dumps(report, indent=2))
+        return 0
+    python = report["python"]
+    _out(f"Python {python['version']} at {python['executable']}")
+    for record in report["plugins"]:
+        dist = f"{record['distribution']} {record['version']}" if record["distribution"] else record["module"]
+        _out(f"{record['name']:<16} {record['status']:<9} {dist:<32} {record['load_ms']:>8.1f} ms  {','.join(record['hooks'])}")
+        if record["error"]:
+            _out(f"{'':<16} error: {record['error']}")
+    return 0
+
+
+def models_command(args: argparse.Namespace) -> int:
+    from heylook_core.config import configure_model, load_settings
+
+    host: PluginHost = args.plugin_host
+    failed = [f"{r.name} ({r.error})" for r in host.failed()]
+    settings = load_settings(host.providers, host.offered_models, config_path=args.config, failed_plugins=failed)
+    rows = []
+    for model in settings.models:
+        rows.append((model, "configured" if settings.source != "plugins" else "offered"))
+    if settings.source != "plugins":
+        configured = set(settings.model_ids())
+        for entry in host.offered_models:
+            if entry.id not in configured:
+                rows.append((configure_model(entry, host.providers, "plugins", failed), "offered (not served)"))
+    data = [
+        {
+            "id": model.id,
+            "provider": model.entry.provider,
+            "source": source,
+            "status": "unavailable" if model.unavailable else "available",
+            "capabilities": sorted(c.value for c in model.capabilities),
+            "aliases": model.entry.aliases,
+            "default": model.id == settings.default_model,
+        }
+        for model, source in rows
+    ]
+    if args.json:
+        _out(json.dumps({"source": settings.source, "models": data}, indent=2))
+        return 0
+    _out(f"models from {settings.source}:")
+    for item in data:
+        star = "*" if item["default"] else " "
+        _out(f"{star} {item['id']:<24} {item['provider']:<14} {item['status']:<12} {item['source']:<22} "
+             f"{','.join(item['capabilities'])}")
+    return 0
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    host: PluginHost = args.plugin_host
+    problems = 0
+    python = host.report()["python"]
+    _out(f"Python {python['version']} at {python['executable']}")
+    for record in host.failed():
+        problems += 1
+        _out(f"[fail] plugin {record.name}: {record.error}")
+        _out(f"       fix: reinstall {record.distribution or record.module}, or set HEYLOOK_DISABLE_PLUGINS={record.name}")
+    if not host.providers:
+        problems += 1
+        _out("[fail] no providers installed; install a backend: pip install heylook-llamacpp")
+    for name, spec in sorted(host.providers.items()):
+        try:
+            result = spec.check()
+        except Exception as error:  # a broken check is itself a finding
+            from heylook_core.providers import Availability
+
+            result = Availability(False, f"availability check raised {type(error).__name__}: {error}")
+        mark = "ok" if result.ok else "fail"
+        problems += 0 if result.ok else 1
+        _out(f"[{mark:>4}] provider {name} (plugin {spec.plugin}){': ' + result.detail if result.detail else ''}")
+        if not result.ok and result.fix:
+            _out(f"       fix: {result.fix}")
+    from heylook_core.config import load_settings
+    from heylook_core.errors import ConfigError
+
+    try:
+        settings = load_settings(host.providers, host.offered_models, config_path=args.config)
+        _out(f"[  ok] configuration: {settings.source}, {len(settings.models)} model(s)")
+    except ConfigError as error:
+        problems += 1
+        _out(f"[fail] configuration: {error}")
+    return 1 if problems else 0

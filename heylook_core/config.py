@@ -1,0 +1,261 @@
+"""``models.toml`` and server settings.
+
+The file is found at ``--config PATH``, then ``$HEYLOOK_CONFIG``, then ``./models.toml``, then the user config dir
+(``platformdirs``). With none, the models that plugins offer through ``register_models`` are served. Every table is
+validated strictly: an unknown key or a wrong type is a :class:`ConfigError` naming the file, the model id and the
+key, raised before the server starts. Each model's ``[models.config]`` is validated by its provider's own schema.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from heylook_core.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from heylook_core.providers import Capability, ProviderSpec
+
+CONFIG_NAME = "models.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class SamplingDefaults(_Strict):
+    """Defaults for request parameters; a request's own value wins, then the model's, then the server's."""
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    seed: int | None = None
+    stop: list[str] | None = None
+    enable_thinking: bool | None = None
+
+    def values(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class ModelEntry(_Strict):
+    """One ``[[models]]`` table."""
+
+    id: str = Field(min_length=1)
+    provider: str = Field(min_length=1)
+    enabled: bool = True
+    aliases: list[str] = Field(default_factory=list)
+    pinned: bool = False
+    ttl_seconds: float | None = Field(default=None, gt=0)
+    description: str = ""
+    owned_by: str = "heylook"
+    think_tags: list[str] = Field(default_factory=lambda: ["<think>", "</think>"])
+    config: dict[str, Any] = Field(default_factory=dict)
+    defaults: SamplingDefaults = Field(default_factory=SamplingDefaults)
+
+    @field_validator("think_tags")
+    @classmethod
+    def _two_tags(cls, value: list[str]) -> list[str]:
+        if value and (len(value) != 2 or not all(value)):
+            raise ValueError("think_tags is [opening, closing] or [] to turn reasoning parsing off")
+        return value
+
+
+class ServerSettings(_Strict):
+    """The ``[server]`` table."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    api_keys: list[str] = Field(default_factory=list)
+    admin_key: str | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_queue: int = Field(default=32, ge=0, description="requests waiting per model before 503")
+    queue_timeout_s: float = Field(default=600.0, gt=0)
+    max_audio_seconds: float = Field(default=4 * 3600.0, gt=0)
+    allow_remote_images: bool = False
+
+
+class ConfigFile(_Strict):
+    """The whole models.toml."""
+
+    default_model: str | None = None
+    max_loaded_models: int = Field(default=2, ge=1)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    defaults: SamplingDefaults = Field(default_factory=SamplingDefaults)
+    models: list[ModelEntry] = Field(default_factory=list)
+
+
+@dataclass
+class ConfiguredModel:
+    """A model entry joined with its provider: validated config, capabilities, parameters, concurrency."""
+
+    entry: ModelEntry
+    spec: ProviderSpec | None
+    config: Any
+    capabilities: frozenset[Capability]
+    parameters: frozenset[str]
+    concurrency: int
+    unavailable: str | None = None  # why it cannot be served (its provider's plugin failed)
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+
+@dataclass
+class Settings:
+    """Everything the server runs with, after the config file, environment and CLI flags are merged."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    default_model: str | None = None
+    max_loaded_models: int = 2
+    defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
+    models: list[ConfiguredModel] = field(default_factory=list)
+    source: str = "plugins"  # the config file's path, or "plugins" when the offered models are served
+
+    def model_ids(self) -> list[str]:
+        return [m.id for m in self.models]
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to read, in the documented order; an explicitly named file must exist."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    env = os.environ.get("HEYLOOK_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path} (from $HEYLOOK_CONFIG)")
+        return path
+    local = Path.cwd() / CONFIG_NAME
+    if local.is_file():
+        return local
+    from platformdirs import user_config_path
+
+    user = user_config_path("heylook") / CONFIG_NAME
+    return user if user.is_file() else None
+
+
+def read_config_file(path: Path) -> ConfigFile:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    try:
+        return ConfigFile.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(path, error, data)) from error
+
+
+def _describe(path: Path | str, error: ValidationError, data: dict[str, Any]) -> str:
+    lines = [f"{path}: invalid configuration"]
+    models = data.get("models") if isinstance(data.get("models"), list) else []
+    for item in error.errors():
+        loc = list(item["loc"])
+        where = ".".join(str(part) for part in loc)
+        if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int) and loc[1] < len(models):
+            model_id = models[loc[1]].get("id", f"#{loc[1]}") if isinstance(models[loc[1]], dict) else loc[1]
+            where = f"model '{model_id}': " + ".".join(str(part) for part in loc[2:])
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def configure_model(
+    entry: ModelEntry, providers: dict[str, ProviderSpec], source: str, failed_plugins: list[str] | None = None
+) -> ConfiguredModel:
+    """Validate ``entry.config`` with its provider's schema and resolve what the model can do."""
+    spec = providers.get(entry.provider)
+    if spec is None:
+        if failed_plugins:
+            reason = (
+                f"provider '{entry.provider}' is not available: plugins that failed to load: "
+                f"{', '.join(failed_plugins)} (see 'heylookllm plugins')"
+            )
+            return ConfiguredModel(entry, None, None, frozenset(), frozenset(), 1, unavailable=reason)
+        known = ", ".join(sorted(providers)) or "none (install a backend such as heylook-llamacpp)"
+        raise ConfigError(
+            f"{source}: model '{entry.id}': unknown provider '{entry.provider}'; installed providers: {known}"
+        )
+    try:
+        config = spec.config_schema.model_validate(entry.config)
+    except ValidationError as error:
+        lines = [f"{source}: model '{entry.id}' (provider '{spec.name}'): invalid [models.config]"]
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"]) or "(table)"
+            message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+            lines.append(f"  config.{key}: {message}")
+        raise ConfigError("\n".join(lines)) from error
+    return ConfiguredModel(
+        entry,
+        spec,
+        config,
+        spec.capabilities_for(config),
+        spec.parameters_for(config),
+        spec.concurrency_for(config),
+    )
+
+
+def load_settings(
+    providers: dict[str, ProviderSpec],
+    offered: list[ModelEntry],
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    failed_plugins: list[str] | None = None,
+) -> Settings:
+    """Read the config (or take the offered models) and validate every model against its provider."""
+    path = find_config(config_path)
+    if path is not None:
+        file = read_config_file(path)
+        source = str(path)
+        entries = [m for m in file.models if m.enabled]
+    else:
+        file = ConfigFile()
+        source = "plugins"
+        entries = list(offered)
+    seen: dict[str, str] = {}
+    for entry in entries:
+        for name in [entry.id, *entry.aliases]:
+            if name in seen:
+                raise ConfigError(f"{source}: model '{entry.id}': name '{name}' is already used by '{seen[name]}'")
+            seen[name] = entry.id
+    models = [configure_model(entry, providers, source, failed_plugins) for entry in entries]
+    default = file.default_model
+    if default is not None and default not in seen:
+        raise ConfigError(f"{source}: default_model '{default}' is not a configured model id or alias")
+    if default is None and models:
+        default = models[0].id
+    server = file.server.model_copy()
+    env_keys = os.environ.get("HEYLOOK_API_KEY")
+    if env_keys:
+        server.api_keys = [key.strip() for key in env_keys.split(",") if key.strip()]
+    if os.environ.get("HEYLOOK_ADMIN_KEY"):
+        server.admin_key = os.environ["HEYLOOK_ADMIN_KEY"]
+    return Settings(
+        server=server,
+        default_model=default,
+        max_loaded_models=file.max_loaded_models,
+        defaults=file.defaults,
+        models=models,
+        source=source,
+    )

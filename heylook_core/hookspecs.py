@@ -1,0 +1,57 @@
+"""The hooks a heylook plugin can implement. ``docs/plugins.md`` documents each one with this exact signature."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+
+    from fastapi import APIRouter, FastAPI
+
+    from heylook_core.config import ModelEntry, Settings
+    from heylook_core.middleware import GenerationContext, Wrapper
+    from heylook_core.providers import ProviderSpec
+
+PROJECT = "heylook"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+    """Register provider specs by calling ``register(spec)`` once for each."""
+
+
+@hookspec
+def register_models(register: Callable[[ModelEntry], None]) -> None:
+    """Offer ready-to-serve models by calling ``register(entry)``; served when no models.toml exists."""
+
+
+@hookspec
+def wrap_generation(request: Any, context: GenerationContext) -> Wrapper | None:
+    """Return an async wrapper ``(request, call_next)`` to run around this generation, or ``None``."""
+
+
+@hookspec
+def startup(app: FastAPI, settings: Settings) -> Any:
+    """Run when the server starts (may be a coroutine function)."""
+
+
+@hookspec
+def shutdown(app: FastAPI) -> Any:
+    """Run when the server stops, in reverse order of startup (may be a coroutine function)."""
+
+
+@hookspec
+def register_routes(router: APIRouter) -> None:
+    """Add HTTP routes to the server."""
+
+
+@hookspec
+def register_commands(cli: argparse._SubParsersAction) -> None:
+    """Add ``heylookllm`` subcommands: ``cli.add_parser(name)``, then ``set_defaults(handler=fn)``."""

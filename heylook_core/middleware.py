@@ -1,0 +1,75 @@
+"""Generation middleware: the ``wrap_generation`` hook.
+
+A plugin's ``wrap_generation(request, context)`` returns ``None`` or a wrapper::
+
+    async def wrapper(request, call_next):
+        async for delta in call_next(request):   # call_next may get a rewritten request, or not be called at all
+            yield delta                            # deltas may be observed, changed, dropped or added
+
+A wrapper may rewrite the request, reject it by raising a :class:`~heylook_core.errors.HeylookError`, short-circuit
+by yielding its own deltas, transform streamed deltas one at a time (streams are never buffered), and observe
+``usage`` and ``finish_reason`` on the last delta. Any other exception fails that request (closed) with a
+:class:`~heylook_core.errors.PluginError` naming the plugin.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from heylook_core.errors import HeylookError, PluginError
+from heylook_core.types import Delta
+
+logger = logging.getLogger(__name__)
+
+CallNext = Callable[[Any], AsyncIterator[Delta]]
+Wrapper = Callable[[Any, CallNext], AsyncIterator[Delta]]
+
+
+@dataclass
+class GenerationContext:
+    """What a wrapper knows about the generation besides the request."""
+
+    model_id: str
+    provider: str
+    endpoint: str  # "chat" or "completion"
+    request_id: str
+    stream: bool
+    headers: Mapping[str, str] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)  # free for wrappers to share data within one request
+
+
+def compose(wrappers: list[tuple[str, Wrapper]], innermost: CallNext) -> CallNext:
+    """Stack ``wrappers`` around ``innermost``; built in reverse so the first wrapper is the outermost."""
+    call = innermost
+    for plugin, wrapper in reversed(wrappers):
+        call = _guard(plugin, wrapper, call)
+    return call
+
+
+def _guard(plugin: str, wrapper: Wrapper, call_next: CallNext) -> CallNext:
+    async def guarded(request: Any) -> AsyncIterator[Delta]:
+        downstream: list[BaseException] = []
+
+        async def marked_next(next_request: Any) -> AsyncIterator[Delta]:
+            try:
+                async for delta in call_next(next_request):
+                    yield delta
+            except BaseException as error:
+                downstream.append(error)
+                raise
+
+        try:
+            async for delta in wrapper(request, marked_next):
+                yield delta
+        except HeylookError:
+            raise
+        except Exception as error:
+            if any(error is seen for seen in downstream):
+                raise
+            logger.error("plugin '%s': generation wrapper raised: %s: %s", plugin, type(error).__name__, error)
+            raise PluginError(plugin, error) from error
+
+    return guarded

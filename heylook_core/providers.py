@@ -1,0 +1,279 @@
+"""The provider contract: what a backend implements to serve models.
+
+A plugin registers a :class:`ProviderSpec` (through the ``register_providers`` hook). The spec is light: a name,
+a config schema, the capabilities and parameters a model of that provider offers, an availability check, and a
+``factory`` that imports the heavy engine only when a model is first loaded.
+
+The factory returns a :class:`Provider` subclass. One provider instance serves one configured model: the core
+calls :meth:`Provider.load` once, then the operations its capabilities name, then :meth:`Provider.unload`. The core
+validates every request before it reaches a provider: a provider is never called with a capability or parameter
+its spec did not declare.
+
+Two ways to implement a provider:
+
+* :class:`Provider` directly, with ``async`` methods: for backends reached over the network (a supervised
+  ``llama-server``, a remote upstream). Any number of requests may be in flight, up to ``max_concurrency``.
+* :class:`ThreadedProvider`, with blocking ``*_sync`` methods: for in-process engines. Every call, ``load_sync``
+  included, runs on one worker thread that the model owns (see :mod:`heylook_core.runner`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from heylook_core.runner import CancelToken, ModelWorker
+from heylook_core.types import (
+    AudioInput,
+    BatchChatRequest,
+    ChatRequest,
+    ChatResult,
+    CompletionRequest,
+    Delta,
+    EmbeddingRequest,
+    EmbeddingResult,
+    HiddenStates,
+    HiddenStatesRequest,
+    Transcription,
+    TranscriptionRequest,
+)
+
+
+class Capability(str, enum.Enum):
+    """What a model can do; each maps to an endpoint (``vision`` to image parts in chat messages)."""
+
+    CHAT = "chat"
+    COMPLETION = "completion"
+    EMBEDDINGS = "embeddings"
+    HIDDEN_STATES = "hidden_states"
+    BATCH_CHAT = "batch_chat"
+    TOKENIZE = "tokenize"
+    TRANSCRIPTION = "transcription"
+    TRANSLATION = "translation"
+    VISION = "vision"
+
+
+# Optional request parameters a provider may honour. A request that sets one the model's spec does not list is
+# answered with a 400 naming the model and the parameter. ``model``, ``messages``, ``prompt``, ``stream``,
+# ``stream_options``, ``max_tokens`` and ``user`` are handled by the core and always accepted.
+SAMPLING_PARAMETERS: frozenset[str] = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "repetition_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "stop",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "enable_thinking",
+        "echo",
+        "suffix",
+    }
+)
+
+
+class ProviderConfig(BaseModel):
+    """Base for a provider's ``[models.config]`` schema: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a provider can run on this host, and if not, how to fix that."""
+
+    ok: bool
+    detail: str = ""
+    fix: str = ""
+
+
+def _always_available() -> Availability:
+    return Availability(True)
+
+
+CapabilitiesFor = Callable[[Any], frozenset[Capability]]
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """Registration record for a provider.
+
+    ``factory`` returns the :class:`Provider` subclass and is the only place a backend library may be imported.
+    ``capabilities`` and ``parameters`` may be sets, or functions of the validated config (a llama.cpp model
+    serves embeddings only with ``embedding = true``). ``max_concurrency`` is how many requests one model runs
+    at once (a function of the config too, for a server with parallel slots).
+    """
+
+    name: str
+    factory: Callable[[], type[Provider]]
+    config_schema: type[BaseModel] = ProviderConfig
+    capabilities: frozenset[Capability] | CapabilitiesFor = frozenset({Capability.CHAT})
+    parameters: frozenset[str] | Callable[[Any], frozenset[str]] = frozenset()
+    max_concurrency: int | Callable[[Any], int] = 1
+    check: Callable[[], Availability] = _always_available
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+    def capabilities_for(self, config: Any) -> frozenset[Capability]:
+        value = self.capabilities
+        return frozenset(value(config) if callable(value) else value)
+
+    def parameters_for(self, config: Any) -> frozenset[str]:
+        value = self.parameters
+        return frozenset(value(config) if callable(value) else value)
+
+    def concurrency_for(self, config: Any) -> int:
+        value = self.max_concurrency
+        return max(1, int(value(config) if callable(value) else value))
+
+
+class Provider:
+    """One configured model of one backend. Override what the spec's capabilities name.
+
+    ``chat`` and ``complete`` are async generators of :class:`~heylook_core.types.Delta`: text pieces as they are
+    produced, then one last delta with ``finish_reason`` and ``usage``. They check ``cancel.cancelled`` between
+    tokens. Errors are raised as :mod:`heylook_core.errors` classes (``BadRequestError`` for a request the engine
+    refuses, ``ProviderError`` for an engine failure); anything else becomes a 500.
+    """
+
+    def __init__(self, model_id: str, config: Any) -> None:
+        self.model_id = model_id
+        self.config = config
+
+    async def load(self) -> None:
+        """Make the model ready; raise with a message that names what is wrong (a path, a missing library)."""
+
+    async def unload(self) -> None:
+        """Free the model's memory and processes."""
+
+    def chat(self, request: ChatRequest, cancel: CancelToken) -> AsyncIterator[Delta]:
+        raise NotImplementedError
+
+    def complete(self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken) -> AsyncIterator[Delta]:
+        """Continue ``prompt`` (one of the request's prompts: text or token ids)."""
+        raise NotImplementedError
+
+    async def embed(self, request: EmbeddingRequest, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
+        raise NotImplementedError
+
+    async def hidden_states(self, request: HiddenStatesRequest) -> list[HiddenStates]:
+        """One :class:`HiddenStates` per input, for ``request.layer``."""
+        raise NotImplementedError
+
+    async def batch_chat(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult]:
+        """Results in the order of ``request.requests``."""
+        raise NotImplementedError
+
+    async def tokenize(self, text: str, add_special_tokens: bool) -> list[int]:
+        raise NotImplementedError
+
+    async def transcribe(self, audio: AudioInput, request: TranscriptionRequest) -> Transcription:
+        raise NotImplementedError
+
+    def info(self) -> dict[str, Any]:
+        """Extra facts for ``/v1/models`` and ``/health`` (context size, process id, ...)."""
+        return {}
+
+
+class ThreadedProvider(Provider):
+    """A provider for a blocking in-process engine: implement the ``*_sync`` methods.
+
+    Every ``*_sync`` call, from ``load_sync`` to ``unload_sync``, runs on the model's own worker thread, one at a
+    time, so the engine never sees two threads. ``chat_sync`` and ``complete_sync`` are plain generators; their
+    items cross to the event loop through a bounded buffer.
+    """
+
+    def __init__(self, model_id: str, config: Any) -> None:
+        super().__init__(model_id, config)
+        self.worker: ModelWorker | None = None
+
+    def _require_worker(self) -> ModelWorker:
+        if self.worker is None:
+            raise RuntimeError(f"model '{self.model_id}' is not loaded")
+        return self.worker
+
+    async def load(self) -> None:
+        self.worker = ModelWorker(self.model_id)
+        try:
+            await self.worker.call(self.load_sync)
+        except BaseException:
+            self.worker.stop(timeout=5)
+            self.worker = None
+            raise
+
+    async def unload(self) -> None:
+        worker = self.worker
+        if worker is None:
+            return
+        try:
+            await worker.call(self.unload_sync)
+        finally:
+            worker.stop()
+            self.worker = None
+
+    async def chat(self, request: ChatRequest, cancel: CancelToken) -> AsyncIterator[Delta]:
+        async for delta in self._require_worker().stream(lambda: self.chat_sync(request, cancel), cancel):
+            yield delta
+
+    async def complete(
+        self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken
+    ) -> AsyncIterator[Delta]:
+        async for delta in self._require_worker().stream(lambda: self.complete_sync(request, prompt, cancel), cancel):
+            yield delta
+
+    async def embed(self, request: EmbeddingRequest, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
+        return await self._require_worker().call(self.embed_sync, request, inputs)
+
+    async def hidden_states(self, request: HiddenStatesRequest) -> list[HiddenStates]:
+        return await self._require_worker().call(self.hidden_states_sync, request)
+
+    async def batch_chat(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult]:
+        return await self._require_worker().call(self.batch_chat_sync, request, cancel)
+
+    async def tokenize(self, text: str, add_special_tokens: bool) -> list[int]:
+        return await self._require_worker().call(self.tokenize_sync, text, add_special_tokens)
+
+    async def transcribe(self, audio: AudioInput, request: TranscriptionRequest) -> Transcription:
+        return await self._require_worker().call(self.transcribe_sync, audio, request)
+
+    # The blocking side. Override load_sync and what the capabilities name.
+
+    def load_sync(self) -> None:
+        """Load the engine and weights (runs on the worker thread)."""
+
+    def unload_sync(self) -> None:
+        """Drop every reference to the engine (runs on the worker thread)."""
+
+    def chat_sync(self, request: ChatRequest, cancel: CancelToken) -> Iterator[Delta]:
+        raise NotImplementedError
+
+    def complete_sync(self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken) -> Iterator[Delta]:
+        raise NotImplementedError
+
+    def embed_sync(self, request: EmbeddingRequest, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
+        raise NotImplementedError
+
+    def hidden_states_sync(self, request: HiddenStatesRequest) -> list[HiddenStates]:
+        raise NotImplementedError
+
+    def batch_chat_sync(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult]:
+        raise NotImplementedError
+
+    def tokenize_sync(self, text: str, add_special_tokens: bool) -> list[int]:
+        raise NotImplementedError
+
+    def transcribe_sync(self, audio: AudioInput, request: TranscriptionRequest) -> Transcription:
+        raise NotImplementedError

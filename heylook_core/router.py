@@ -1,0 +1,280 @@
+"""The model router: names to models, loading, eviction, concurrency and idle unloading.
+
+* :meth:`Router.resolve` maps a request's ``model`` (id or alias; the default model when absent) to a slot, or
+  raises a 404 that lists the available ids.
+* :meth:`Router.acquire` admits a request to a model: it is refused with 503 and ``Retry-After`` when the model's
+  wait queue is full, loads the model if needed (concurrent first requests share one load), waits for one of the
+  model's concurrency slots, and yields the provider.
+* At most ``max_loaded_models`` are loaded. To make room, the least recently used model that has no request in
+  flight (waiting or running) and is not pinned is unloaded; when every loaded model is busy the load waits.
+* A failed load is reported to the requests waiting on it and tried again by the next request.
+* Idle models unload after their ``ttl_seconds``, counted from the end of their last request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from heylook_core.config import ConfiguredModel, Settings
+from heylook_core.errors import HeylookError, ModelLoadError, ModelNotFoundError, ServiceUnavailableError
+from heylook_core.providers import Provider
+
+logger = logging.getLogger(__name__)
+
+
+class ModelSlot:
+    """The router's state for one configured model."""
+
+    def __init__(self, model: ConfiguredModel) -> None:
+        self.model = model
+        self.provider: Provider | None = None
+        self.state = "unloaded"  # unloaded | loading | loaded | unloading
+        self.load_task: asyncio.Task[Provider] | None = None
+        self.unload_task: asyncio.Task[None] | None = None
+        self.in_flight = 0
+        self.running = 0
+        self.semaphore = asyncio.Semaphore(model.concurrency)
+        self.last_used = 0.0
+        self.last_error: str | None = None
+        self.loads = 0
+
+    @property
+    def id(self) -> str:
+        return self.model.id
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "in_flight": self.in_flight,
+            "running": self.running,
+            "concurrency": self.model.concurrency,
+            "last_error": self.last_error,
+        }
+
+
+class Router:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.slots: dict[str, ModelSlot] = {m.id: ModelSlot(m) for m in settings.models}
+        self.names: dict[str, str] = {}
+        for model in settings.models:
+            self.names[model.id] = model.id
+            for alias in model.entry.aliases:
+                self.names[alias] = model.id
+        self._load_lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._ttl_task: asyncio.Task[None] | None = None
+
+    # -- lookup ----------------------------------------------------------------------------------------------------
+
+    def resolve(self, name: str | None) -> ModelSlot:
+        key = name if name else self.settings.default_model
+        if key is None or key not in self.names:
+            raise ModelNotFoundError(name or "(default)", list(self.slots))
+        return self.slots[self.names[key]]
+
+    def loaded(self) -> list[str]:
+        return [slot.id for slot in self.slots.values() if slot.state == "loaded"]
+
+    # -- admission -------------------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def acquire(self, slot: ModelSlot) -> AsyncIterator[Provider]:
+        """Admit one request to ``slot``'s model and yield its loaded provider for the request's duration."""
+        if slot.model.unavailable:
+            raise ServiceUnavailableError(f"model '{slot.id}' cannot be served: {slot.model.unavailable}", code="model_unavailable")
+        limit = slot.model.concurrency + self.settings.server.max_queue
+        if slot.in_flight >= limit:
+            raise ServiceUnavailableError(
+                f"model '{slot.id}' is busy: {slot.running} running and {slot.in_flight - slot.running} waiting "
+                f"(max_queue = {self.settings.server.max_queue}); retry later",
+                retry_after=1,
+            )
+        slot.in_flight += 1
+        acquired = False
+        try:
+            provider = await self._ensure_loaded(slot)
+            try:
+                await asyncio.wait_for(slot.semaphore.acquire(), self.settings.server.queue_timeout_s)
+            except asyncio.TimeoutError:
+                raise ServiceUnavailableError(
+                    f"model '{slot.id}' is busy: waited {self.settings.server.queue_timeout_s:g} s for a turn",
+                    retry_after=5,
+                ) from None
+            acquired = True
+            slot.running += 1
+            if slot.provider is not provider:  # unloaded and reloaded while we waited for a turn
+                provider = await self._ensure_loaded(slot)
+            yield provider
+        finally:
+            if acquired:
+                slot.running -= 1
+                slot.semaphore.release()
+            slot.in_flight -= 1
+            slot.last_used = self.clock()
+            if slot.in_flight == 0:
+                await self._notify()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- loading and unloading -------------------------------------------------------------------------------------
+
+    async def _ensure_loaded(self, slot: ModelSlot) -> Provider:
+        while True:
+            if slot.state == "loaded" and slot.provider is not None:
+                slot.last_used = self.clock()
+                return slot.provider
+            if slot.state == "unloading" and slot.unload_task is not None:
+                await asyncio.shield(slot.unload_task)
+                continue
+            if slot.load_task is None:
+                slot.state = "loading"
+                slot.load_task = asyncio.create_task(self._load(slot), name=f"load-{slot.id}")
+            await asyncio.shield(slot.load_task)
+
+    async def ensure_loaded(self, name: str) -> Provider:
+        """Load a model now (``--model-id``, pinned models, the admin load route)."""
+        slot = self.resolve(name)
+        slot.in_flight += 1
+        try:
+            return await self._ensure_loaded(slot)
+        finally:
+            slot.in_flight -= 1
+            slot.last_used = self.clock()
+            await self._notify()
+
+    async def _load(self, slot: ModelSlot) -> Provider:
+        try:
+            async with self._load_lock:
+                await self._make_room(slot)
+                spec = slot.model.spec
+                assert spec is not None
+                started = time.perf_counter()
+                logger.info("loading model '%s' (provider %s)", slot.id, spec.name)
+                try:
+                    provider_class = spec.factory()
+                    provider = provider_class(slot.id, slot.model.config)
+                    await provider.load()
+                except ModelLoadError:
+                    raise
+                except ImportError as error:
+                    raise ModelLoadError(
+                        slot.id, f"{error}; run 'heylookllm doctor' to see what provider '{spec.name}' needs"
+                    ) from error
+                except HeylookError as error:
+                    raise ModelLoadError(slot.id, error.message) from error
+                except Exception as error:
+                    raise ModelLoadError(slot.id, f"{type(error).__name__}: {error}") from error
+                slot.provider = provider
+                slot.state = "loaded"
+                slot.last_error = None
+                slot.loads += 1
+                slot.last_used = self.clock()
+                logger.info("model '%s' loaded in %.2f s", slot.id, time.perf_counter() - started)
+                return provider
+        except BaseException as error:
+            slot.state = "unloaded"
+            slot.provider = None
+            slot.last_error = str(getattr(error, "message", error))
+            logger.error("%s", slot.last_error)
+            raise
+        finally:
+            slot.load_task = None
+            await self._notify()
+
+    def _occupied(self, exclude: ModelSlot) -> list[ModelSlot]:
+        return [s for s in self.slots.values() if s is not exclude and s.state in ("loaded", "unloading")]
+
+    async def _make_room(self, slot: ModelSlot) -> None:
+        deadline = self.clock() + self.settings.server.queue_timeout_s
+        while len(self._occupied(slot)) >= self.settings.max_loaded_models:
+            occupied = self._occupied(slot)
+            idle = [s for s in occupied if s.state == "loaded" and s.in_flight == 0 and not s.model.entry.pinned]
+            if idle:
+                await self.unload(min(idle, key=lambda s: s.last_used))
+                continue
+            if all(s.model.entry.pinned for s in occupied):
+                raise ServiceUnavailableError(
+                    f"cannot load model '{slot.id}': max_loaded_models = {self.settings.max_loaded_models} and the "
+                    f"loaded models are pinned ({', '.join(s.id for s in occupied)})",
+                    retry_after=30,
+                )
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise ServiceUnavailableError(
+                    f"cannot load model '{slot.id}': every loaded model is busy (max_loaded_models = "
+                    f"{self.settings.max_loaded_models})",
+                    retry_after=5,
+                )
+            async with self._changed:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))
+
+    async def unload(self, slot: ModelSlot) -> None:
+        """Unload a model now (it must have no request in flight unless the server is stopping)."""
+        if slot.state != "loaded" or slot.provider is None:
+            return
+        provider = slot.provider
+        slot.state = "unloading"
+
+        async def run() -> None:
+            try:
+                await provider.unload()
+            except Exception:
+                logger.exception("model '%s': unload raised", slot.id)
+            finally:
+                slot.provider = None
+                slot.state = "unloaded"
+                slot.unload_task = None
+                logger.info("model '%s' unloaded", slot.id)
+                await self._notify()
+
+        slot.unload_task = asyncio.create_task(run(), name=f"unload-{slot.id}")
+        await asyncio.shield(slot.unload_task)
+
+    # -- idle unloading and shutdown -------------------------------------------------------------------------------
+
+    async def expire_idle(self) -> list[str]:
+        """Unload models idle longer than their TTL; returns their ids."""
+        now = self.clock()
+        expired = []
+        for slot in list(self.slots.values()):
+            ttl = slot.model.entry.ttl_seconds
+            if ttl is None or slot.model.entry.pinned or slot.state != "loaded" or slot.in_flight:
+                continue
+            if now - slot.last_used >= ttl:
+                await self.unload(slot)
+                expired.append(slot.id)
+        return expired
+
+    def start(self, interval: float = 1.0) -> None:
+        if any(s.model.entry.ttl_seconds for s in self.slots.values()):
+
+            async def loop() -> None:
+                while True:
+                    await asyncio.sleep(interval)
+                    try:
+                        await self.expire_idle()
+                    except Exception:
+                        logger.exception("idle unloading failed")
+
+            self._ttl_task = asyncio.create_task(loop(), name="heylook-ttl")
+
+    async def close(self) -> None:
+        if self._ttl_task is not None:
+            self._ttl_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ttl_task
+        for slot in self.slots.values():
+            if slot.load_task is not None:
+                with contextlib.suppress(BaseException):
+                    await slot.load_task
+            await self.unload(slot)

@@ -1,0 +1,165 @@
+"""Running blocking engines: one worker thread per loaded model.
+
+In-process engines (llama.cpp, MLX) block while they compute and are not safe to use from two threads at once; MLX
+even requires that every call for a model happens on the thread that created it. :class:`ModelWorker` owns one
+such thread for the life of a loaded model: :meth:`ModelWorker.call` runs a function there and awaits its result,
+:meth:`ModelWorker.stream` runs a generator there and hands its items to the event loop through a bounded buffer,
+so a slow client applies back-pressure instead of piling tokens up in memory.
+
+A :class:`CancelToken` is the other direction: the core sets it when the client goes away, and the generator checks
+``cancel.cancelled`` between tokens and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_DONE = object()
+
+
+class CancelToken:
+    """A flag set from the event loop and read from a worker thread (or an async provider)."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+class WorkerStoppedError(RuntimeError):
+    """The model's worker thread was stopped (the model was unloaded) before the call ran."""
+
+
+class ModelWorker:
+    """A dedicated thread that owns one model; every call for that model runs on it, one at a time."""
+
+    def __init__(self, name: str, *, buffer_size: int = 64) -> None:
+        self.name = name
+        self.buffer_size = buffer_size
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"heylook-model-{name}", daemon=True)
+        self._stopped = False
+        self._thread.start()
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except BaseException:  # a job reports its own errors; this only guards the thread
+                logger.exception("model worker %s: job raised", self.name)
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        if self._stopped:
+            raise WorkerStoppedError(f"the worker for model '{self.name}' is stopped")
+        self._jobs.put(job)
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on the worker thread and return its result (or raise its exception)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if future.cancelled():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def job() -> None:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as error:  # handed to the awaiting coroutine
+                loop.call_soon_threadsafe(settle, None, error)
+            else:
+                loop.call_soon_threadsafe(settle, result, None)
+
+        self._submit(job)
+        return await future
+
+    async def stream(
+        self, make_iterator: Callable[[], Iterator[T]], cancel: CancelToken | None = None
+    ) -> AsyncIterator[T]:
+        """Run the generator that ``make_iterator()`` returns on the worker thread and yield its items here.
+
+        At most ``buffer_size`` items wait between the threads. When the consumer stops early (client gone, an
+        exception), ``cancel`` is set and the generator is closed on its own thread at its next item.
+        """
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[Any] = asyncio.Queue()
+        credits = threading.Semaphore(self.buffer_size)
+        token = cancel or CancelToken()
+
+        def job() -> None:
+            iterator: Iterator[T] | None = None
+            try:
+                iterator = make_iterator()
+                for item in iterator:
+                    while not credits.acquire(timeout=0.05):
+                        if token.cancelled:
+                            return
+                    loop.call_soon_threadsafe(items.put_nowait, item)
+                    if token.cancelled:
+                        return
+                loop.call_soon_threadsafe(items.put_nowait, _DONE)
+            except BaseException as error:  # handed to the consumer
+                loop.call_soon_threadsafe(items.put_nowait, _Raised(error))
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:
+                        logger.exception("model worker %s: closing a stream raised", self.name)
+
+        self._submit(job)
+        try:
+            while True:
+                item = await items.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, _Raised):
+                    raise item.error
+                credits.release()
+                yield item
+        finally:
+            token.cancel()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Let queued jobs finish, then end the thread."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._jobs.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+
+class _Raised:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error

@@ -1,0 +1,237 @@
+"""Server-sent events in the framing OpenAI clients parse, and the JSON shapes of generation results.
+
+Per token the hot path formats one ``data:`` line from a prebuilt prefix, the JSON-escaped text and a suffix; no
+dict is built and nothing waits on a timer. A :class:`Pump` moves deltas from the provider into a small queue so
+that the response can send ``: ping`` comments while a long prompt is processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from heylook_core.errors import HeylookError
+from heylook_core.types import ChatResult, Delta, TokenLogprob, Usage
+
+DONE = b"data: [DONE]\n\n"
+PING = b": ping\n\n"
+_END = object()
+_PING = object()
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + _dumps(data).encode("utf-8") + b"\n\n"
+
+
+def error_event(error: HeylookError) -> bytes:
+    return sse(error.to_body())
+
+
+class _Raised:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class Pump:
+    """Reads an async iterator in a task into a bounded queue; :meth:`get` also returns pings when idle."""
+
+    def __init__(self, source: AsyncIterator[Any], *, ping_interval: float = 15.0, size: int = 64) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(size)
+        self.ping_interval = ping_interval
+        self.last = time.monotonic()
+        self._task = asyncio.create_task(self._run(source))
+        self._pinger = asyncio.create_task(self._ping())
+
+    async def _run(self, source: AsyncIterator[Any]) -> None:
+        try:
+            async for item in source:
+                await self.queue.put(item)
+            await self.queue.put(_END)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            await self.queue.put(_Raised(error))
+        finally:
+            closer = getattr(source, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(BaseException):
+                    await closer()
+
+    async def _ping(self) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            if time.monotonic() - self.last >= self.ping_interval and self.queue.empty():
+                with contextlib.suppress(asyncio.QueueFull):
+                    self.queue.put_nowait(_PING)
+
+    async def first(self, timeout: float) -> Any:
+        """The first item, raising the source's error; ``_PING`` when none came within ``timeout``."""
+        try:
+            item = await asyncio.wait_for(self.queue.get(), timeout)
+        except asyncio.TimeoutError:
+            return _PING
+        return self._unwrap(item)
+
+    def _unwrap(self, item: Any) -> Any:
+        if isinstance(item, _Raised):
+            raise item.error
+        return item
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        queue = self.queue
+        while True:
+            item = await queue.get()
+            if item is _END:
+                return
+            self.last = time.monotonic()
+            yield self._unwrap(item)
+
+    async def close(self) -> None:
+        for task in (self._task, self._pinger):
+            task.cancel()
+        for task in (self._task, self._pinger):
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def is_ping(item: Any) -> bool:
+    return item is _PING
+
+
+def is_end(item: Any) -> bool:
+    return item is _END
+
+
+# -- chat ----------------------------------------------------------------------------------------------------------
+
+
+def chat_logprobs(items: list[TokenLogprob] | None) -> dict[str, Any] | None:
+    if items is None:
+        return None
+    return {
+        "content": [
+            {
+                "token": item.token,
+                "logprob": item.logprob,
+                "bytes": item.bytes,
+                "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in item.top_logprobs],
+            }
+            for item in items
+        ]
+    }
+
+
+class ChatChunks:
+    """Formats a chat stream: role chunk, deltas, finish, optional usage chunk, ``[DONE]``."""
+
+    def __init__(self, completion_id: str, model: str, created: int, include_usage: bool) -> None:
+        usage = ',"usage":null' if include_usage else ""
+        head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+        self.head = _dumps(head)[:-1]  # without the closing brace
+        self.prefix = ("data: " + self.head + ',"choices":[{"index":0,"delta":').encode("utf-8")
+        self.usage_field = usage
+        self.include_usage = include_usage
+        self.usage: Usage | None = None
+
+    def role(self) -> bytes:
+        return self.prefix + ('{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]'
+                              + self.usage_field + "}\n\n").encode("utf-8")
+
+    def delta(self, delta: Delta) -> bytes:
+        if delta.usage is not None:
+            self.usage = delta.usage
+        if delta.reasoning or delta.tool_calls or delta.logprobs is not None or delta.finish_reason:
+            return self._full(delta)
+        return self.prefix + ('{"content":' + _dumps(delta.text) + '},"logprobs":null,"finish_reason":null}]'
+                              + self.usage_field + "}\n\n").encode("utf-8")
+
+    def _full(self, delta: Delta) -> bytes:
+        body: dict[str, Any] = {}
+        if delta.text:
+            body["content"] = delta.text
+        if delta.reasoning:
+            body["reasoning_content"] = delta.reasoning
+        if delta.tool_calls:
+            body["tool_calls"] = delta.tool_calls
+        tail = {"logprobs": chat_logprobs(delta.logprobs), "finish_reason": delta.finish_reason}
+        text = _dumps(body) + "," + _dumps(tail)[1:-1] + "}]" + self.usage_field + "}\n\n"
+        return self.prefix + text.encode("utf-8")
+
+    def end(self) -> bytes:
+        out = b""
+        if self.include_usage:
+            usage = (self.usage or Usage()).to_dict()
+            out += ("data: " + self.head + ',"choices":[],"usage":' + _dumps(usage) + "}\n\n").encode("utf-8")
+        return out + DONE
+
+
+def chat_completion(completion_id: str, model: str, created: int, result: ChatResult) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if result.tool_calls:
+        message["tool_calls"] = result.tool_calls
+        if not result.text:
+            message["content"] = None
+    if result.reasoning:
+        message["reasoning_content"] = result.reasoning
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": chat_logprobs(result.logprobs),
+                "finish_reason": result.finish_reason,
+            }
+        ],
+        "usage": result.usage.to_dict(),
+    }
+
+
+# -- completions ---------------------------------------------------------------------------------------------------
+
+
+def completion_logprobs(items: list[TokenLogprob] | None, offset: int = 0) -> dict[str, Any] | None:
+    if items is None:
+        return None
+    offsets = []
+    for item in items:
+        offsets.append(offset)
+        offset += len(item.token)
+    return {
+        "tokens": [item.token for item in items],
+        "token_logprobs": [item.logprob for item in items],
+        "top_logprobs": [{t.token: t.logprob for t in item.top_logprobs} for item in items],
+        "text_offset": offsets,
+    }
+
+
+def completion_chunk(
+    completion_id: str, model: str, created: int, index: int, delta: Delta, include_usage: bool
+) -> bytes:
+    data: dict[str, Any] = {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "text": delta.text,
+                "index": index,
+                "logprobs": completion_logprobs(delta.logprobs),
+                "finish_reason": delta.finish_reason,
+            }
+        ],
+    }
+    if include_usage:
+        data["usage"] = None
+    return sse(data)

@@ -1,0 +1,401 @@
+"""Request and result types shared by the core and the providers.
+
+Requests are pydantic models that mirror the OpenAI wire format (``../shared/OPENAI_API.md``); providers receive
+them already validated, with defaults applied, and never see HTTP. What providers produce is plain dataclasses:
+:class:`Delta` is one streamed piece of a generation (cheap to create once per token), the others are whole
+results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# ---------------------------------------------------------------------------------------------------------------
+# Requests
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImageURL(_Strict):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(_Strict):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = TextPart | ImagePart
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(BaseModel):
+    """One message; unknown keys are kept (clients echo fields such as ``refusal`` back)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
+
+    @model_validator(mode="after")
+    def _content_required(self) -> ChatMessage:
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a '{self.role}' message needs content")
+        return self
+
+    def text(self) -> str:
+        """The message's text parts joined (images left out)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    def images(self) -> list[str]:
+        """The URLs of the message's image parts."""
+        if not isinstance(self.content, list):
+            return []
+        return [part.image_url.url for part in self.content if isinstance(part, ImagePart)]
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class JSONSchemaFormat(_Strict):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_present(self) -> ResponseFormat:
+        if self.type == "json_schema" and (self.json_schema is None or self.json_schema.schema_ is None):
+            raise ValueError("response_format of type 'json_schema' needs json_schema.schema")
+        return self
+
+
+class FunctionDef(_Strict):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+Stop = str | list[str] | None
+
+
+class SamplingParams(BaseModel):
+    """Sampling parameters shared by chat and completions. ``None`` means "not set": defaults fill it."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    model: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    seed: int | None = None
+    stop: Stop = None
+    n: int | None = Field(default=None, ge=1, le=1, description="only n = 1 is served")
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, value: Stop) -> Stop:
+        items = [value] if isinstance(value, str) else (value or [])
+        if len(items) > 16:
+            raise ValueError("at most 16 stop sequences")
+        if any(item == "" for item in items):
+            raise ValueError("stop sequences must not be empty")
+        return value
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    def extra_params(self) -> dict[str, Any]:
+        """Parameters outside the schema (backend-specific ones); the core checks them against the provider."""
+        return dict(self.model_extra or {})
+
+
+class ChatRequest(SamplingParams):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    enable_thinking: bool | None = None
+
+    @model_validator(mode="after")
+    def _merge_limits(self) -> ChatRequest:
+        if self.max_completion_tokens is not None:
+            if self.max_tokens is not None and self.max_tokens != self.max_completion_tokens:
+                raise ValueError("max_tokens and max_completion_tokens disagree; send one of them")
+            self.max_tokens = self.max_completion_tokens
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs = true")
+        return self
+
+    def has_images(self) -> bool:
+        return any(message.images() for message in self.messages)
+
+
+class CompletionRequest(SamplingParams):
+    """``POST /v1/completions``. The core hands providers one prompt at a time."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+    echo: bool | None = None
+    suffix: str | None = None
+    best_of: int | None = Field(default=None, ge=1, le=1)
+
+    def prompts(self) -> list[str | list[int]]:
+        """The prompts as a list (a string, a list of strings, one token list or several)."""
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if prompt and all(isinstance(item, int) for item in prompt):
+            return [list(prompt)]  # type: ignore[arg-type]
+        return list(prompt)  # type: ignore[arg-type]
+
+
+class EmbeddingRequest(_Strict):
+    """``POST /v1/embeddings``."""
+
+    model: str | None = None
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+    def inputs(self) -> list[str] | list[list[int]]:
+        value = self.input
+        if isinstance(value, str):
+            return [value]
+        if value and all(isinstance(item, int) for item in value):
+            return [list(value)]  # type: ignore[list-item]
+        return list(value)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> EmbeddingRequest:
+        inputs = self.inputs()
+        if not inputs or any(len(item) == 0 for item in inputs):
+            raise ValueError("input must not be empty")
+        return self
+
+
+class HiddenStatesRequest(_Strict):
+    """``POST /v1/hidden_states``: per-token outputs of one layer."""
+
+    model: str | None = None
+    input: str | list[str] = Field(min_length=1)
+    layer: int = -2
+    max_length: int | None = Field(default=None, ge=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    apply_chat_template: bool = False
+
+    def inputs(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class BatchChatRequest(_Strict):
+    """``POST /v1/batch/chat/completions``: several chat requests answered together, in order."""
+
+    model: str | None = None
+    requests: list[ChatRequest] = Field(min_length=1, max_length=256)
+
+
+class TokenizeRequest(_Strict):
+    """``POST /v1/tokenize``."""
+
+    model: str | None = None
+    input: str
+    add_special_tokens: bool = True
+
+
+class TranscriptionRequest(BaseModel):
+    """The parameters of ``POST /v1/audio/transcriptions`` (the audio itself arrives as :class:`AudioInput`)."""
+
+    model: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] = "json"
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    timestamp_granularities: list[Literal["segment", "word"]] = Field(default_factory=lambda: ["segment"])
+    task: Literal["transcribe", "translate"] = "transcribe"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What providers produce
+
+
+@dataclass(slots=True)
+class TopLogprob:
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+@dataclass(slots=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens is not None:
+            data["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return data
+
+
+@dataclass(slots=True)
+class Delta:
+    """One streamed piece of a generation.
+
+    A provider yields any number of deltas with ``text`` (and optionally ``logprobs`` for the tokens in it), then
+    exactly one last delta with ``finish_reason`` (``"stop"``, ``"length"`` or ``"tool_calls"``) and ``usage``.
+    ``reasoning`` carries thinking text when the engine separates it itself; otherwise the core splits think tags
+    out of ``text``. ``tool_calls`` holds OpenAI streaming fragments (``index``, ``id``, ``type``, ``function``).
+    """
+
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[dict[str, Any]] | None = None
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """A whole generation: what a non-streamed request and each batch entry return."""
+
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: str = "stop"
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(slots=True)
+class EmbeddingResult:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+@dataclass(slots=True)
+class HiddenStates:
+    """One input's hidden states: ``data`` is float32 little-endian, row-major with ``shape`` (tokens, width)."""
+
+    data: bytes
+    shape: tuple[int, int]
+    layer: int
+    dtype: str = "float32"
+
+
+@dataclass(slots=True)
+class AudioInput:
+    """Decoded audio: mono float32 little-endian samples at ``sample_rate`` (16 kHz)."""
+
+    samples: bytes
+    sample_rate: int = 16000
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / 4 / self.sample_rate
+
+
+@dataclass(slots=True)
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int] = field(default_factory=list)
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+    temperature: float = 0.0
+
+
+@dataclass(slots=True)
+class Word:
+    word: str
+    start: float
+    end: float
+
+
+@dataclass(slots=True)
+class Transcription:
+    text: str
+    language: str
+    duration: float
+    segments: list[Segment] = field(default_factory=list)
+    words: list[Word] | None = None
