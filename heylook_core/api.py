@@ -87,7 +87,9 @@ def generate(
     tags = slot.model.entry.think_tags
 
     async def innermost(request: ChatRequest | CompletionRequest) -> AsyncIterator[Delta]:
-        if request is not body:
+        if request is not body:  # a wrapper rewrote it: validate again, the way a client's request is
+            data = {**request.__dict__, **(request.model_extra or {})}
+            request = type(body).model_validate(data)
             check_request(slot.model, request, capability)
         async with server.router.acquire(slot) as provider:
             if isinstance(request, ChatRequest):
@@ -231,8 +233,16 @@ async def completions(body: CompletionRequest, http: Request) -> Response:
                 await pump.close()
             if include_usage:
                 usage = {"prompt_tokens": totals[0], "completion_tokens": totals[1], "total_tokens": sum(totals)}
-                yield sse({"id": completion_id, "object": "text_completion", "created": created,
-                           "model": model_name, "choices": [], "usage": usage})
+                yield sse(
+                    {
+                        "id": completion_id,
+                        "object": "text_completion",
+                        "created": created,
+                        "model": model_name,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
             yield DONE
         except Exception as error:
             yield _stream_error(error)
@@ -256,7 +266,9 @@ async def embeddings(body: EmbeddingRequest, http: Request) -> Response:
     model = slot.model
     if Capability.EMBEDDINGS not in model.capabilities:
         raise UnsupportedError(
-            model.id, "embeddings", param="model",
+            model.id,
+            "embeddings",
+            param="model",
             hint=f"its capabilities: {', '.join(sorted(c.value for c in model.capabilities))}",
         )
     if body.dimensions is not None and "dimensions" not in model.parameters:

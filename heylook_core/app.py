@@ -60,7 +60,9 @@ def build_server(
         if name not in settings.model_ids() and not any(name in m.entry.aliases for m in settings.models):
             from heylook_core.errors import ConfigError
 
-            raise ConfigError(f"--model-id '{name}' is not a configured model; available: {', '.join(settings.model_ids())}")
+            raise ConfigError(
+                f"--model-id '{name}' is not a configured model; available: {', '.join(settings.model_ids())}"
+            )
     server = Server(host, settings, preload=preload)
     server.config_path = str(config_path) if config_path else None
     return server
@@ -143,11 +145,20 @@ def create_app(server: Server) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
         logger.exception("unexpected error")
-        body = {"error": {"message": f"internal error: {type(error).__name__}", "type": "server_error",
-                          "param": None, "code": None}}
+        body = {
+            "error": {
+                "message": f"internal error: {type(error).__name__}",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
         return JSONResponse(body, status_code=500)
 
     app.include_router(v1)
+    from heylook_core.audio_api import audio_router
+
+    app.include_router(audio_router)
     app.include_router(_ops_routes())
     plugin_routes = APIRouter()
     server.host.register_routes(plugin_routes)

@@ -74,7 +74,8 @@ def plugins_command(args: argparse.Namespace) -> int:
     _out(f"Python {python['version']} at {python['executable']}")
     for record in report["plugins"]:
         dist = f"{record['distribution']} {record['version']}" if record["distribution"] else record["module"]
-        _out(f"{record['name']:<16} {record['status']:<9} {dist:<32} {record['load_ms']:>8.1f} ms  {','.join(record['hooks'])}")
+        hooks = ",".join(record["hooks"])
+        _out(f"{record['name']:<16} {record['status']:<9} {dist:<32} {record['load_ms']:>8.1f} ms  {hooks}")
         if record["error"]:
             _out(f"{'':<16} error: {record['error']}")
     return 0
@@ -112,8 +113,10 @@ def models_command(args: argparse.Namespace) -> int:
     _out(f"models from {settings.source}:")
     for item in data:
         star = "*" if item["default"] else " "
-        _out(f"{star} {item['id']:<24} {item['provider']:<14} {item['status']:<12} {item['source']:<22} "
-             f"{','.join(item['capabilities'])}")
+        _out(
+            f"{star} {item['id']:<24} {item['provider']:<14} {item['status']:<12} {item['source']:<22} "
+            f"{','.join(item['capabilities'])}"
+        )
     return 0
 
 
@@ -125,7 +128,8 @@ def doctor_command(args: argparse.Namespace) -> int:
     for record in host.failed():
         problems += 1
         _out(f"[fail] plugin {record.name}: {record.error}")
-        _out(f"       fix: reinstall {record.distribution or record.module}, or set HEYLOOK_DISABLE_PLUGINS={record.name}")
+        where = record.distribution or record.module
+        _out(f"       fix: reinstall {where}, or set HEYLOOK_DISABLE_PLUGINS={record.name}")
     if not host.providers:
         problems += 1
         _out("[fail] no providers installed; install a backend: pip install heylook-llamacpp")

@@ -30,7 +30,8 @@ CONFIG_NAME = "models.toml"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # strict: TOML has real types, so "yes" is not a bool and "8080" is not a port
+    model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=())
 
 
 class SamplingDefaults(_Strict):

@@ -143,7 +143,6 @@ def check_request(model: ConfiguredModel, request: SamplingParams, capability: C
             raise UnsupportedError(model.id, what, param=name, hint="remove it from the request")
 
 
-
 def apply_defaults(request: SamplingParams, model: SamplingDefaults, server: SamplingDefaults) -> None:
     """Fill parameters the request left unset: the model's defaults first, then the server's."""
     for defaults in (model.values(), server.values()):

@@ -154,9 +154,7 @@ class PluginHost:
                 raise PluginLoadError(f"plugin '{name}' is registered twice")
             self.pm.register(plugin, name=name)
             record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
-            unknown = [
-                caller.name for caller in self.pm.get_hookcallers(plugin) or [] if caller.spec is None
-            ]
+            unknown = [caller.name for caller in self.pm.get_hookcallers(plugin) or [] if caller.spec is None]
             if unknown:
                 raise PluginLoadError(f"plugin '{name}' implements unknown hooks: {', '.join(sorted(unknown))}")
             self._register_from(name, plugin, record)
@@ -228,9 +226,20 @@ class PluginHost:
 
     async def startup(self, app: FastAPI, settings: Settings) -> None:
         for impl in reversed(self.pm.hook.startup.get_hookimpls()):
-            result = impl.function(**_kwargs(impl, app=app, settings=settings))
-            if inspect.isawaitable(result):
-                await result
+            try:
+                result = impl.function(**_kwargs(impl, app=app, settings=settings))
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as error:
+                record = self.records.get(impl.plugin_name) or PluginRecord(impl.plugin_name, impl.plugin_name)
+                self.records[impl.plugin_name] = record
+                record.status, record.error = "failed", f"startup: {type(error).__name__}: {error}"
+                message = f"plugin '{impl.plugin_name}' failed in its startup hook: {record.error}"
+                if self.strict:
+                    raise PluginLoadError(message + " (HEYLOOK_STRICT_PLUGINS is set)") from error
+                logger.error("%s; its hooks are turned off", message)
+                self.pm.unregister(impl.plugin)
+                continue
             self._started.append(impl.plugin_name)
 
     async def shutdown(self, app: FastAPI) -> None:

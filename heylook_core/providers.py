@@ -162,7 +162,9 @@ class Provider:
     def chat(self, request: ChatRequest, cancel: CancelToken) -> AsyncIterator[Delta]:
         raise NotImplementedError
 
-    def complete(self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken) -> AsyncIterator[Delta]:
+    def complete(
+        self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken
+    ) -> AsyncIterator[Delta]:
         """Continue ``prompt`` (one of the request's prompts: text or token ids)."""
         raise NotImplementedError
 
@@ -260,7 +262,9 @@ class ThreadedProvider(Provider):
     def chat_sync(self, request: ChatRequest, cancel: CancelToken) -> Iterator[Delta]:
         raise NotImplementedError
 
-    def complete_sync(self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken) -> Iterator[Delta]:
+    def complete_sync(
+        self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken
+    ) -> Iterator[Delta]:
         raise NotImplementedError
 
     def embed_sync(self, request: EmbeddingRequest, inputs: list[str] | list[list[int]]) -> EmbeddingResult:

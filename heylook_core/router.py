@@ -88,7 +88,9 @@ class Router:
     async def acquire(self, slot: ModelSlot) -> AsyncIterator[Provider]:
         """Admit one request to ``slot``'s model and yield its loaded provider for the request's duration."""
         if slot.model.unavailable:
-            raise ServiceUnavailableError(f"model '{slot.id}' cannot be served: {slot.model.unavailable}", code="model_unavailable")
+            raise ServiceUnavailableError(
+                f"model '{slot.id}' cannot be served: {slot.model.unavailable}", code="model_unavailable"
+            )
         limit = slot.model.concurrency + self.settings.server.max_queue
         if slot.in_flight >= limit:
             raise ServiceUnavailableError(

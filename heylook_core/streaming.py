@@ -141,16 +141,18 @@ class ChatChunks:
         self.usage: Usage | None = None
 
     def role(self) -> bytes:
-        return self.prefix + ('{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]'
-                              + self.usage_field + "}\n\n").encode("utf-8")
+        return self.prefix + (
+            '{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]' + self.usage_field + "}\n\n"
+        ).encode("utf-8")
 
     def delta(self, delta: Delta) -> bytes:
         if delta.usage is not None:
             self.usage = delta.usage
         if delta.reasoning or delta.tool_calls or delta.logprobs is not None or delta.finish_reason:
             return self._full(delta)
-        return self.prefix + ('{"content":' + _dumps(delta.text) + '},"logprobs":null,"finish_reason":null}]'
-                              + self.usage_field + "}\n\n").encode("utf-8")
+        return self.prefix + (
+            '{"content":' + _dumps(delta.text) + '},"logprobs":null,"finish_reason":null}]' + self.usage_field + "}\n\n"
+        ).encode("utf-8")
 
     def _full(self, delta: Delta) -> bytes:
         body: dict[str, Any] = {}

@@ -177,7 +177,9 @@ def test_images_need_a_vision_model(make_client: Any) -> None:
 
 
 def test_malformed_json_is_400(client: TestClient) -> None:
-    response = client.post("/v1/chat/completions", content=b'{"messages": [', headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/chat/completions", content=b'{"messages": [', headers={"content-type": "application/json"}
+    )
     assert_error(response, 400, code="invalid_json")
 
 
@@ -288,7 +290,9 @@ def test_missing_capability_and_parameter_are_400(make_client: Any) -> None:
     error = assert_error(client.post("/v1/chat/completions", json={"messages": user("x"), "temperature": 0.5}), 400)
     assert error["param"] == "temperature" and "tiny" in error["message"]
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
-    error = assert_error(client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": [image]}]}), 400)
+    error = assert_error(
+        client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": [image]}]}), 400
+    )
     assert "image" in error["message"]
     assert client.post("/v1/chat/completions", json={"messages": user("x")}).status_code == 200
 
@@ -401,7 +405,9 @@ def test_admin_routes(make_client: Any) -> None:
 
 
 def test_load_failure_is_reported_and_other_models_serve(make_client: Any) -> None:
-    text = _models("good") + '[[models]]\nid = "bad"\nprovider = "echo"\n[models.config]\nfail_load = "weights missing"\n'
+    text = (
+        _models("good") + '[[models]]\nid = "bad"\nprovider = "echo"\n[models.config]\nfail_load = "weights missing"\n'
+    )
     client = make_client(text)
     error = assert_error(client.post("/v1/chat/completions", json={"model": "bad", "messages": user("x")}), 503)
     assert error["code"] == "model_load_failed"

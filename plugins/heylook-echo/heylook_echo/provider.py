@@ -40,7 +40,6 @@ from heylook_core.types import (
     Transcription,
     TranscriptionRequest,
 )
-
 from heylook_echo.plugin import EchoConfig
 
 _TOKEN = re.compile(r"\s*\S+|\s+")
@@ -105,9 +104,7 @@ class EchoProvider(ThreadedProvider):
             logprobs = None
             if want_logprobs:
                 raw = list(token.encode("utf-8"))
-                logprobs = [
-                    TokenLogprob(token, 0.0, raw, [TopLogprob(token, 0.0, raw)] if top else [])
-                ]
+                logprobs = [TokenLogprob(token, 0.0, raw, [TopLogprob(token, 0.0, raw)] if top else [])]
             if text or logprobs:
                 yield Delta(text=text, logprobs=logprobs)
             if stopped:
@@ -145,12 +142,16 @@ class EchoProvider(ThreadedProvider):
             name = request.tool_choice.get("function", {}).get("name", name)
         arguments = json.dumps({"text": text})
         call_id = "call_" + hashlib.sha256(arguments.encode()).hexdigest()[:12]
-        yield Delta(tool_calls=[{"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}])
+        yield Delta(
+            tool_calls=[{"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]
+        )
         for piece in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
             yield Delta(tool_calls=[{"index": 0, "function": {"arguments": piece}}])
         yield Delta(finish_reason="tool_calls", usage=Usage(prompt_tokens, len(split_tokens(arguments))))
 
-    def complete_sync(self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken) -> Iterator[Delta]:
+    def complete_sync(
+        self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken
+    ) -> Iterator[Delta]:
         text = prompt if isinstance(prompt, str) else " ".join(str(t) for t in prompt)
         prompt_tokens = len(split_tokens(text)) if isinstance(prompt, str) else len(prompt)
         reply = split_tokens(text)
@@ -207,7 +208,9 @@ class EchoProvider(ThreadedProvider):
         for text in request.inputs():
             tokens = split_tokens(text)[: request.max_length]
             rows = b"".join(
-                struct.pack(f"<{self.config.hidden_size}f", *self._unit_vector(f"{layer}:{t}".encode(), self.config.hidden_size))
+                struct.pack(
+                    f"<{self.config.hidden_size}f", *self._unit_vector(f"{layer}:{t}".encode(), self.config.hidden_size)
+                )
                 for t in tokens
             )
             result.append(HiddenStates(rows, (len(tokens), self.config.hidden_size), layer))
