@@ -80,7 +80,9 @@ def _chat_only_plugin() -> types.ModuleType:
 
     @hookimpl
     def register_providers(register: Callable[[ProviderSpec], None]) -> None:
-        register(ProviderSpec(name="chat_only", factory=lambda: EchoProvider, capabilities=frozenset({Capability.CHAT})))
+        register(
+            ProviderSpec(name="chat_only", factory=lambda: EchoProvider, capabilities=frozenset({Capability.CHAT}))
+        )
 
     module.register_providers = register_providers  # type: ignore[attr-defined]
     return module
@@ -156,7 +158,15 @@ def test_long_audio_reaches_the_provider_whole(client: TestClient) -> None:
     assert body["task"] == "transcribe"
     assert body["language"] == "en"
     assert set(body["segments"][0]) == {
-        "id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob", "compression_ratio",
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
         "no_speech_prob",
     }
 
@@ -188,8 +198,9 @@ def test_language_reaches_the_provider(client: TestClient) -> None:
 
 
 def test_translation_endpoint(client: TestClient) -> None:
-    response = client.post("/v1/audio/translations", files={"file": ("a.mp3", tone(1.0, "mp3"))},
-                           data={"response_format": "verbose_json"})
+    response = client.post(
+        "/v1/audio/translations", files={"file": ("a.mp3", tone(1.0, "mp3"))}, data={"response_format": "verbose_json"}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["task"] == "translate"
 
@@ -255,7 +266,9 @@ def test_chat_to_a_transcription_only_model_is_refused() -> None:
 
     spec = ProviderSpec(name="stt", factory=lambda: None, capabilities=frozenset({Capability.TRANSCRIPTION}))  # type: ignore[arg-type,return-value]
     model = configure_model(ModelEntry(id="whisper", provider="stt"), {"stt": spec}, "test")
-    with pytest.raises(UnsupportedError, match=r"model 'whisper' does not support 'chat' \(its capabilities: transcription\)"):
+    with pytest.raises(
+        UnsupportedError, match=r"model 'whisper' does not support 'chat' \(its capabilities: transcription\)"
+    ):
         check_request(model, ChatRequest(messages=[{"role": "user", "content": "hi"}]), Capability.CHAT)
 
 
