@@ -1,0 +1,87 @@
+"""Request parameters to mlx-lm samplers and logits processors, and log-probability readback.
+
+Imported only on a model's worker thread (it imports MLX).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+from heylook_core import BadRequestError, TokenLogprob, TopLogprob
+from heylook_core.types import SamplingParams
+
+
+def sampler_for(request: SamplingParams) -> Any:
+    """A sampler from the request's temperature, top_p, top_k and min_p (OpenAI defaults: temperature 1)."""
+    temperature = 1.0 if request.temperature is None else request.temperature
+    return make_sampler(
+        temp=temperature,
+        top_p=request.top_p if request.top_p is not None else 0.0,
+        min_p=request.min_p or 0.0,
+        top_k=request.top_k or 0,
+    )
+
+
+def logit_bias_for(request: SamplingParams, vocab_size: int) -> dict[int, float] | None:
+    if not request.logit_bias:
+        return None
+    bias: dict[int, float] = {}
+    for key, value in request.logit_bias.items():
+        try:
+            token = int(key)
+        except ValueError:
+            raise BadRequestError(f"logit_bias key '{key}' is not a token id", param="logit_bias") from None
+        if not 0 <= token < vocab_size:
+            raise BadRequestError(
+                f"logit_bias token id {token} is outside the vocabulary (0..{vocab_size - 1})", param="logit_bias"
+            )
+        if not -100 <= value <= 100:
+            raise BadRequestError("logit_bias values must be between -100 and 100", param="logit_bias")
+        bias[token] = float(value)
+    return bias
+
+
+def processors_for(request: SamplingParams, vocab_size: int) -> list[Any]:
+    """Penalties and logit bias as mlx-lm logits processors (empty when the request sets none)."""
+    return make_logits_processors(
+        logit_bias=logit_bias_for(request, vocab_size),
+        repetition_penalty=request.repetition_penalty,
+        presence_penalty=request.presence_penalty,
+        frequency_penalty=request.frequency_penalty,
+    )
+
+
+def seed(request: SamplingParams) -> None:
+    if request.seed is not None:
+        mx.random.seed(request.seed & 0xFFFFFFFF)
+
+
+class LogprobReader:
+    """Reads the sampled token's log-probability (and the top ``n``) from a step's log-probability vector.
+
+    Used only when a request asks for logprobs: each read forces a sync with the device.
+    """
+
+    def __init__(self, tokenizer: Any, top_n: int) -> None:
+        self.tokenizer = tokenizer
+        self.top_n = top_n
+
+    def _piece(self, token: int) -> tuple[str, list[int]]:
+        text = self.tokenizer.decode([token])
+        return text, list(text.encode("utf-8"))
+
+    def read(self, token: int, logprobs: mx.array) -> TokenLogprob:
+        vector = logprobs.reshape(-1)
+        text, raw = self._piece(token)
+        entry = TokenLogprob(token=text, logprob=float(vector[token].item()), bytes=raw)
+        if self.top_n:
+            top = mx.argpartition(-vector, kth=self.top_n - 1)[: self.top_n]
+            values = vector[top]
+            order = mx.argsort(-values)
+            for index, value in zip(top[order].tolist(), values[order].tolist(), strict=True):
+                piece, piece_raw = self._piece(int(index))
+                entry.top_logprobs.append(TopLogprob(token=piece, logprob=float(value), bytes=piece_raw))
+        return entry

@@ -1,0 +1,413 @@
+"""The mlx-lm engine: chat and completions through ``stream_generate``, batch chat through ``BatchGenerator``,
+hidden states of a chosen decoder layer, and prompt cache reuse across the turns of a conversation.
+
+Everything here runs on the model's one worker thread (see :class:`heylook_core.ThreadedProvider`).
+
+Prompt cache: after a generation, the KV cache is stored as a snapshot keyed by the exact tokens it holds (prompt
+plus the generated tokens the model processed) in mlx-lm's ``LRUPromptCache``. A later request takes a deep copy of
+the snapshot sharing the longest prefix with its own prompt, trimmed to that common prefix, so it never sees
+tokens it did not send; the snapshot itself is never changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx_lm import load as mlx_load
+from mlx_lm import stream_generate
+from mlx_lm.generate import BatchGenerator
+from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+
+from heylook_core import BadRequestError, CancelToken, StopMatcher, TokenLogprob, Usage
+from heylook_core.types import (
+    BatchChatRequest,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    CompletionRequest,
+    Delta,
+    HiddenStates,
+    HiddenStatesRequest,
+)
+from heylook_mlx.plugin import MLXConfig
+from heylook_mlx.sampling import LogprobReader, processors_for, sampler_for, seed
+
+logger = logging.getLogger(__name__)
+
+
+def message_dicts(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Chat messages as the plain dicts a Hugging Face chat template expects (text content only)."""
+    result = []
+    for message in messages:
+        item: dict[str, Any] = {"role": message.role, "content": message.text()}
+        if message.name:
+            item["name"] = message.name
+        result.append(item)
+    return result
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"no config.json in model folder '{path}'")
+    return json.loads(config_file.read_text(encoding="utf-8"))
+
+
+def resolve_model_path(value: str) -> str:
+    """A local folder as an absolute path; an id that looks like ``owner/name`` is left to the Hugging Face cache."""
+    path = Path(value).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise FileNotFoundError(f"model_path '{value}' is a file; point it at the model folder")
+        return str(path.resolve())
+    looks_local = value.startswith(("/", ".", "~")) or value.count("/") != 1
+    if looks_local:
+        raise FileNotFoundError(f"model folder '{value}' does not exist")
+    return value
+
+
+@dataclass
+class _Sequence:
+    """One request of a batch while it decodes."""
+
+    request: ChatRequest
+    prompt_tokens: int
+    detokenizer: Any
+    stopper: StopMatcher
+    reader: LogprobReader | None
+    text: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    tokens: int = 0
+    finish_reason: str | None = None
+
+
+class TextEngine:
+    """An mlx-lm model and tokenizer, with an optional draft model and a prompt cache."""
+
+    def __init__(self, model_id: str, config: MLXConfig) -> None:
+        self.model_id = model_id
+        self.config = config
+        path = resolve_model_path(config.model_path)
+        adapter = None
+        if config.adapter_path:
+            adapter_path = Path(config.adapter_path).expanduser()
+            if not adapter_path.is_dir():
+                raise FileNotFoundError(f"adapter_path '{config.adapter_path}' is not a folder")
+            adapter = str(adapter_path)
+        try:
+            self.model, self.tokenizer, self.model_config = mlx_load(path, adapter_path=adapter, return_config=True)
+        except ValueError as error:
+            if "not supported" in str(error):
+                raise ValueError(f"mlx-lm cannot load '{config.model_path}': {error}") from error
+            raise
+        self.draft_model = None
+        if config.draft_model:
+            self.draft_model, _ = mlx_load(resolve_model_path(config.draft_model))
+        self.vocab_size = int(self.model_config.get("vocab_size") or len(self.tokenizer))
+        self.prompt_cache = LRUPromptCache(max_size=config.prompt_cache_size) if config.prompt_cache_size else None
+        self.context_length = self.model_config.get("max_position_embeddings")
+
+    def close(self) -> None:
+        self.prompt_cache = None
+        self.model = None
+        self.draft_model = None
+        mx.clear_cache()
+
+    # -- prompts -------------------------------------------------------------------------------------------------
+
+    def chat_tokens(self, request: ChatRequest) -> list[int]:
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise BadRequestError(
+                f"model '{self.model_id}' has no chat template; use /v1/completions or add one to its "
+                "tokenizer_config.json",
+                param="messages",
+            )
+        thinking = request.enable_thinking if request.enable_thinking is not None else self.config.enable_thinking
+        try:
+            text = self.tokenizer.apply_chat_template(
+                message_dicts(request.messages), add_generation_prompt=True, enable_thinking=thinking, tokenize=False
+            )
+        except Exception as error:  # jinja2 raises for conversations a template refuses
+            raise BadRequestError(f"the chat template rejected the messages: {error}", param="messages") from error
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def prompt_tokens(self, prompt: str | list[int]) -> list[int]:
+        if isinstance(prompt, str):
+            return list(self.tokenizer.encode(prompt, add_special_tokens=True))
+        bad = [token for token in prompt if not 0 <= token < self.vocab_size]
+        if bad:
+            raise BadRequestError(
+                f"token id {bad[0]} is outside the vocabulary (0..{self.vocab_size - 1})", param="prompt"
+            )
+        return list(prompt)
+
+    def tokenize(self, text: str, add_special_tokens: bool) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=add_special_tokens))
+
+    def _check_length(self, tokens: list[int], limit: int, param: str) -> None:
+        if not tokens:
+            raise BadRequestError("the prompt is empty", param=param)
+        if self.context_length and len(tokens) + limit > self.context_length and self.config.max_kv_size is None:
+            raise BadRequestError(
+                f"the prompt has {len(tokens)} tokens and max_tokens is {limit}, more than model "
+                f"'{self.model_id}''s context of {self.context_length}",
+                param="max_tokens",
+            )
+
+    # -- prompt cache --------------------------------------------------------------------------------------------
+
+    def _new_cache(self) -> list[Any]:
+        cache = make_prompt_cache(self.model, max_kv_size=self.config.max_kv_size)
+        if self.draft_model is not None:
+            cache += make_prompt_cache(self.draft_model, max_kv_size=self.config.max_kv_size)
+        return cache
+
+    def _fetch_cache(self, tokens: list[int]) -> tuple[list[Any], list[int]]:
+        """A private cache holding a prefix of ``tokens``, and the tokens still to process (never empty)."""
+        if self.prompt_cache is None:
+            return self._new_cache(), tokens
+        cache, rest = self.prompt_cache.fetch_nearest_cache(self.model_id, tokens)
+        if cache is None:
+            return self._new_cache(), tokens
+        if not rest:  # the whole prompt is cached: step back one token so there is something to process
+            if not can_trim_prompt_cache(cache):
+                return self._new_cache(), tokens
+            trim_prompt_cache(cache, 1)
+            rest = tokens[-1:]
+        return cache, list(rest)
+
+    def _store_cache(self, cache: list[Any], tokens: list[int]) -> None:
+        if self.prompt_cache is None or not cache:
+            return
+        offsets = {getattr(c, "offset", None) for c in cache}
+        if len(offsets) != 1:
+            return
+        offset = offsets.pop()
+        if not isinstance(offset, int) or offset <= 0 or offset > len(tokens):
+            return
+        self.prompt_cache.insert_cache(self.model_id, tokens[:offset], cache)
+
+    # -- generation ----------------------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        tokens: list[int],
+        request: ChatRequest | CompletionRequest,
+        cancel: CancelToken,
+        *,
+        logprobs: bool,
+        top_logprobs: int,
+        param: str,
+    ) -> Iterator[Delta]:
+        limit = request.max_tokens or self.config.max_tokens_default
+        self._check_length(tokens, limit, param)
+        sampler = sampler_for(request)
+        processors = processors_for(request, self.vocab_size)
+        seed(request)
+        cache, rest = self._fetch_cache(tokens)
+        reader = LogprobReader(self.tokenizer, top_logprobs) if logprobs else None
+        stopper = StopMatcher(request.stop_list())
+        eos = self.tokenizer.eos_token_ids
+        kwargs: dict[str, Any] = {
+            "max_tokens": limit,
+            "sampler": sampler,
+            "logits_processors": processors or None,
+            "prompt_cache": cache,
+            "prefill_step_size": self.config.prefill_step_size,
+        }
+        if self.draft_model is not None:
+            kwargs["draft_model"] = self.draft_model
+            kwargs["num_draft_tokens"] = self.config.num_draft_tokens
+        elif self.config.kv_bits is not None:
+            kwargs.update(
+                kv_bits=self.config.kv_bits,
+                kv_group_size=self.config.kv_group_size,
+                quantized_kv_start=self.config.quantized_kv_start,
+            )
+        generated: list[int] = []
+        finish_reason = "length"
+        stream = stream_generate(self.model, self.tokenizer, mx.array(rest), **kwargs)
+        try:
+            for response in stream:
+                token = response.token
+                generated.append(token)
+                if cancel.cancelled:
+                    return
+                entries = None
+                if reader is not None and not (response.finish_reason == "stop" and token in eos):
+                    entries = [reader.read(token, response.logprobs)]
+                if response.finish_reason is not None:
+                    finish_reason = response.finish_reason
+                emit, stopped = stopper.feed(response.text)
+                if emit or entries:
+                    yield Delta(text=emit, logprobs=entries)
+                if stopped:
+                    finish_reason = "stop"
+                    break
+            else:
+                tail = stopper.flush()
+                if tail:
+                    yield Delta(text=tail)
+        finally:
+            stream.close()
+            self._store_cache(cache, tokens + generated)
+        completion = len(generated) - (1 if generated and generated[-1] in eos else 0)
+        usage = Usage(
+            prompt_tokens=len(tokens),
+            completion_tokens=completion,
+            cached_tokens=len(tokens) - len(rest) if self.prompt_cache is not None else None,
+        )
+        yield Delta(finish_reason=finish_reason, usage=usage)
+
+    def chat(self, request: ChatRequest, cancel: CancelToken) -> Iterator[Delta]:
+        tokens = self.chat_tokens(request)
+        return self.generate(
+            tokens,
+            request,
+            cancel,
+            logprobs=bool(request.logprobs),
+            top_logprobs=request.top_logprobs or 0,
+            param="messages",
+        )
+
+    def complete(self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken) -> Iterator[Delta]:
+        tokens = self.prompt_tokens(prompt)
+        return self.generate(
+            tokens,
+            request,
+            cancel,
+            logprobs=request.logprobs is not None,
+            top_logprobs=request.logprobs or 0,
+            param="prompt",
+        )
+
+    # -- batch ---------------------------------------------------------------------------------------------------
+
+    def batch_chat(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult]:
+        prompts = [self.chat_tokens(item) for item in request.requests]
+        limits = [item.max_tokens or self.config.max_tokens_default for item in request.requests]
+        for index, (tokens, limit) in enumerate(zip(prompts, limits, strict=True)):
+            self._check_length(tokens, limit, f"requests[{index}].messages")
+        seeds = [item.seed for item in request.requests if item.seed is not None]
+        if seeds:
+            mx.random.seed(seeds[0] & 0xFFFFFFFF)
+        generator = BatchGenerator(
+            self.model,
+            stop_tokens=[[token] for token in self.tokenizer.eos_token_ids],
+            completion_batch_size=self.config.batch_size,
+            prefill_batch_size=min(8, self.config.batch_size),
+            prefill_step_size=self.config.prefill_step_size,
+            max_kv_size=self.config.max_kv_size,
+        )
+        sequences: dict[int, _Sequence] = {}
+        try:
+            uids = generator.insert(
+                prompts,
+                max_tokens=limits,
+                samplers=[sampler_for(item) for item in request.requests],
+                logits_processors=[processors_for(item, self.vocab_size) for item in request.requests],
+            )
+            for uid, item, tokens in zip(uids, request.requests, prompts, strict=True):
+                reader = LogprobReader(self.tokenizer, item.top_logprobs or 0) if item.logprobs else None
+                sequences[uid] = _Sequence(
+                    item, len(tokens), self.tokenizer.detokenizer, StopMatcher(item.stop_list()), reader
+                )
+            active = set(uids)
+            while active and not cancel.cancelled:
+                responses = generator.next_generated()
+                if not responses:
+                    break
+                for response in responses:
+                    sequence = sequences[response.uid]
+                    if response.uid not in active:
+                        continue
+                    if response.finish_reason == "stop":  # an end token: not part of the text
+                        sequence.tokens += 0
+                    else:
+                        sequence.tokens += 1
+                        sequence.detokenizer.add_token(response.token)
+                        if sequence.reader is not None:
+                            sequence.logprobs.append(sequence.reader.read(response.token, response.logprobs))
+                        emit, stopped = sequence.stopper.feed(sequence.detokenizer.last_segment)
+                        sequence.text.append(emit)
+                        if stopped:
+                            sequence.finish_reason = "stop"
+                            active.discard(response.uid)
+                            generator.remove([response.uid])
+                            continue
+                    if response.finish_reason is not None:
+                        sequence.finish_reason = response.finish_reason
+                        active.discard(response.uid)
+        finally:
+            generator.close()
+        results = []
+        for uid in sorted(sequences):
+            sequence = sequences[uid]
+            if sequence.finish_reason != "stop" or not sequence.stopper.stops:
+                sequence.detokenizer.finalize()
+                emit, _ = sequence.stopper.feed(sequence.detokenizer.last_segment)
+                sequence.text.append(emit + sequence.stopper.flush())
+            results.append(
+                ChatResult(
+                    text="".join(sequence.text),
+                    logprobs=sequence.logprobs if sequence.reader is not None else None,
+                    finish_reason=sequence.finish_reason or "length",
+                    usage=Usage(prompt_tokens=sequence.prompt_tokens, completion_tokens=sequence.tokens),
+                )
+            )
+        return results
+
+    # -- hidden states -------------------------------------------------------------------------------------------
+
+    def _decoder(self) -> Any:
+        inner = getattr(self.model, "model", None) or getattr(
+            getattr(self.model, "language_model", None), "model", None
+        )
+        if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "norm"):
+            raise BadRequestError(
+                f"model '{self.model_id}' does not expose its decoder layers for hidden states", param="model"
+            )
+        return inner
+
+    def hidden_states(self, request: HiddenStatesRequest) -> list[HiddenStates]:
+        layer = request.layer if "layer" in request.model_fields_set else self.config.hidden_layer_default
+        inner = self._decoder()
+        layers = list(inner.layers)
+        count = len(layers)
+        index = layer if layer >= 0 else count + layer
+        if not 0 <= index < count:
+            raise BadRequestError(
+                f"layer {layer} is out of range for model '{self.model_id}' with {count} decoder layers "
+                f"(use 0..{count - 1} or -{count}..-1)",
+                param="layer",
+            )
+        results = []
+        norm = inner.norm
+        inner.layers = layers[: index + 1]
+        inner.norm = nn.Identity()
+        try:
+            for text in request.inputs():
+                if request.apply_chat_template:
+                    chat = ChatRequest(messages=[ChatMessage(role="user", content=text)])
+                    tokens = self.chat_tokens(chat)
+                else:
+                    tokens = self.tokenize(text, add_special_tokens=True)
+                if request.max_length is not None:
+                    tokens = tokens[: request.max_length]
+                if not tokens:
+                    raise BadRequestError("an input has no tokens", param="input")
+                output = inner(mx.array(tokens)[None])
+                array = np.array(output[0].astype(mx.float32), dtype="<f4", copy=False)
+                results.append(HiddenStates(data=array.tobytes(), shape=(array.shape[0], array.shape[1]), layer=index))
+        finally:
+            inner.layers = layers
+            inner.norm = norm
+        return results
