@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from heylook_core.errors import BadRequestError, HeylookError, UnsupportedError
 from heylook_core.generation import apply_defaults, check_request, collect, split_reasoning
+from heylook_core.images import resolve_images
 from heylook_core.middleware import GenerationContext, compose
 from heylook_core.providers import Capability
 from heylook_core.runner import CancelToken
@@ -133,6 +134,8 @@ def _stream_error(error: BaseException) -> bytes:
 async def chat_completions(body: ChatRequest, http: Request) -> Response:
     server = server_of(http)
     slot = _prepare(server, body, Capability.CHAT)
+    if body.has_images():
+        await resolve_images(body, server.settings.server.allow_remote_images)
     model_name = body.model or slot.id
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())

@@ -165,12 +165,34 @@ def test_tool_calls_stream_and_non_stream(client: TestClient) -> None:
     assert "".join(f["function"]["arguments"] for f in fragments) == call["function"]["arguments"]
 
 
-def test_images_need_a_vision_model(make_client: Any) -> None:
+def test_image_parts(make_client: Any) -> None:
     client = make_client()
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     messages = [{"role": "user", "content": [{"type": "text", "text": "what"}, image, image]}]
     body = client.post("/v1/chat/completions", json={"messages": messages}).json()
     assert body["choices"][0]["message"]["content"] == "[2 images] what"
+    for url, words in [
+        ("http://127.0.0.1/cat.png", "remote image URLs are off"),
+        ("file:///etc/passwd", "unsupported image URL scheme"),
+        ("data:image/png;base64,!!!", "not valid base64"),
+        ("data:text/plain;base64,AAAA", "data:image/"),
+    ]:
+        part = {"type": "image_url", "image_url": {"url": url}}
+        error = assert_error(
+            client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": [part]}]}), 400
+        )
+        assert words in error["message"]
+        assert error["param"] == "messages[0].content[0].image_url.url"
+
+
+def test_remote_images_never_reach_private_addresses(make_client: Any) -> None:
+    client = make_client("[server]\nallow_remote_images = true\n" + _models("m"))
+    for url in ("http://127.0.0.1:9/cat.png", "http://localhost/cat.png", "http://10.0.0.1/cat.png"):
+        part = {"type": "image_url", "image_url": {"url": url}}
+        error = assert_error(
+            client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": [part]}]}), 400
+        )
+        assert "non-public" in error["message"]
 
 
 # -- bad input -----------------------------------------------------------------------------------------------------
