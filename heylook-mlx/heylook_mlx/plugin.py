@@ -73,9 +73,8 @@ TEXT_PARAMETERS = frozenset(
         "enable_thinking",
     }
 )
-VISION_PARAMETERS = frozenset(
-    {"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed", "stop", "enable_thinking"}
-)
+# mlx-vlm's stream gives no per-token log-probabilities.
+VISION_PARAMETERS = TEXT_PARAMETERS - {"logprobs", "top_logprobs"}
 
 
 def capabilities(config: MLXConfig) -> frozenset[Capability]:

@@ -23,8 +23,10 @@ import mlx.nn as nn
 import numpy as np
 from mlx_lm import load as mlx_load
 from mlx_lm import stream_generate
+from mlx_lm._version import __version__ as mlx_lm_version
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+from mlx_lm.utils import _get_classes
 
 from heylook_core import BadRequestError, CancelToken, StopMatcher, TokenLogprob, Usage
 from heylook_core.types import (
@@ -59,6 +61,21 @@ def read_config(path: Path) -> dict[str, Any]:
     if not config_file.is_file():
         raise FileNotFoundError(f"no config.json in model folder '{path}'")
     return json.loads(config_file.read_text(encoding="utf-8"))
+
+
+def check_architecture(path: Path) -> None:
+    """Raise a clear error before loading weights when mlx-lm has no implementation of the folder's model type."""
+    config = read_config(path)
+    model_type = config.get("model_type")
+    if not model_type:
+        raise ValueError(f"config.json in '{path}' names no model_type")
+    try:
+        _get_classes(config)
+    except ValueError:
+        raise ValueError(
+            f"unsupported architecture: mlx-lm {mlx_lm_version} has no model type '{model_type}' (folder '{path}'); "
+            "for a vision model set vision = true, for an encoder set embedding = true"
+        ) from None
 
 
 def resolve_model_path(value: str) -> str:
@@ -102,12 +119,9 @@ class TextEngine:
             if not adapter_path.is_dir():
                 raise FileNotFoundError(f"adapter_path '{config.adapter_path}' is not a folder")
             adapter = str(adapter_path)
-        try:
-            self.model, self.tokenizer, self.model_config = mlx_load(path, adapter_path=adapter, return_config=True)
-        except ValueError as error:
-            if "not supported" in str(error):
-                raise ValueError(f"mlx-lm cannot load '{config.model_path}': {error}") from error
-            raise
+        if Path(path).is_dir():
+            check_architecture(Path(path))
+        self.model, self.tokenizer, self.model_config = mlx_load(path, adapter_path=adapter, return_config=True)
         self.draft_model = None
         if config.draft_model:
             self.draft_model, _ = mlx_load(resolve_model_path(config.draft_model))

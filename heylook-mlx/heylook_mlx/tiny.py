@@ -59,7 +59,9 @@ SIZES: dict[str, dict[str, int]] = {
 }
 
 
-def build_tokenizer(folder: Path, vocab_size: int) -> None:
+def build_tokenizer(
+    folder: Path, vocab_size: int, *, extra_special: list[str] | None = None, chat_template: str = CHAT_TEMPLATE
+) -> None:
     """Train a byte-level BPE tokenizer and write ``tokenizer.json`` and ``tokenizer_config.json``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -68,7 +70,7 @@ def build_tokenizer(folder: Path, vocab_size: int) -> None:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + (extra_special or []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -82,7 +84,7 @@ def build_tokenizer(folder: Path, vocab_size: int) -> None:
         "unk_token": None,
         "model_max_length": 2048,
         "clean_up_tokenization_spaces": False,
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": chat_template,
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
 
@@ -128,3 +130,100 @@ def parameter_count(folder: str | Path) -> int:
 
     weights = mx.load(str(Path(folder) / "model.safetensors"))
     return sum(int(v.size) for v in weights.values())
+
+
+VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+
+VISION_CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['content'] is string %}{{- message['content'] }}"
+    "{%- else %}{%- for part in message['content'] %}"
+    "{%- if part['type'] == 'image' or 'image' in part or 'image_url' in part %}"
+    "{{- '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif part['type'] == 'text' %}{{- part['text'] }}{%- endif %}"
+    "{%- endfor %}{%- endif %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
+    "{%- endif %}"
+)
+
+
+def build_vision_model(folder: str | Path, seed: int = 0) -> Path:
+    """Write a random Qwen2-VL model (a small vision tower and a 2-layer decoder) that mlx-vlm loads."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_vlm.utils import get_model_and_args
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    build_tokenizer(folder, 1024, extra_special=VISION_TOKENS, chat_template=VISION_CHAT_TEMPLATE)
+    vocab = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    ids = {t["content"]: t["id"] for t in vocab["added_tokens"]}
+    vocab_size = len(vocab["model"]["vocab"]) + len(
+        [t for t in vocab["added_tokens"] if t["content"] not in vocab["model"]["vocab"]]
+    )
+    config: dict[str, Any] = {
+        "model_type": "qwen2_vl",
+        "architectures": ["Qwen2VLForConditionalGeneration"],
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "intermediate_size": 112,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-6,
+        "vocab_size": vocab_size,
+        "max_position_embeddings": 4096,
+        "rope_theta": 10000.0,
+        "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+        "tie_word_embeddings": True,
+        "eos_token_id": ids["<|im_end|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+        "vision_config": {
+            "model_type": "qwen2_vl",
+            "depth": 1,
+            "embed_dim": 32,
+            "hidden_size": 64,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "in_channels": 3,
+            "patch_size": 14,
+            "spatial_patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        "torch_dtype": "float32",
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    preprocessor = {
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2VLProcessor",
+        "min_pixels": 56 * 56,
+        "max_pixels": 448 * 448,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "do_resize": True,
+        "do_rescale": True,
+        "do_normalize": True,
+        "do_convert_rgb": True,
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2), encoding="utf-8")
+    mx.random.seed(seed)
+    module, _ = get_model_and_args(dict(config))
+    model_config = module.ModelConfig.from_dict(dict(config))
+    model_config.vision_config = module.VisionConfig.from_dict(config["vision_config"])
+    model_config.text_config = module.TextConfig.from_dict(dict(config))
+    model = module.Model(model_config)
+    weights = {name: value * 2.0 if value.ndim == 2 else value for name, value in tree_flatten(model.parameters())}
+    mx.save_safetensors(str(folder / "model.safetensors"), weights)
+    return folder
