@@ -1,0 +1,116 @@
+"""The model worker thread, streaming back-pressure and cancellation; the SSE pump's pings."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from heylook_core.runner import CancelToken, ModelWorker, WorkerStoppedError
+from heylook_core.streaming import Pump, is_ping
+
+
+async def test_every_call_runs_on_the_same_thread() -> None:
+    worker = ModelWorker("m")
+    seen = set()
+
+    def where() -> int:
+        seen.add(threading.get_ident())
+        return threading.get_ident()
+
+    def gen() -> Iterator[int]:
+        for _ in range(3):
+            yield where()
+
+    await worker.call(where)
+    items = [item async for item in worker.stream(gen)]
+    await asyncio.gather(*(worker.call(where) for _ in range(5)))
+    assert len(seen) == 1 and items[0] == worker.thread.ident != threading.get_ident()
+    worker.stop()
+    with pytest.raises(WorkerStoppedError):
+        await worker.call(where)
+
+
+async def test_errors_cross_to_the_caller() -> None:
+    worker = ModelWorker("m")
+
+    def fail() -> None:
+        raise ValueError("engine said no")
+
+    with pytest.raises(ValueError, match="engine said no"):
+        await worker.call(fail)
+
+    def fail_midway() -> Iterator[int]:
+        yield 1
+        raise RuntimeError("mid")
+
+    got = []
+    with pytest.raises(RuntimeError, match="mid"):
+        async for item in worker.stream(fail_midway):
+            got.append(item)
+    assert got == [1]
+    assert await worker.call(lambda: 42) == 42  # the thread survived
+    worker.stop()
+
+
+async def test_slow_consumer_applies_back_pressure() -> None:
+    worker = ModelWorker("m", buffer_size=4)
+    produced = []
+
+    def gen() -> Iterator[int]:
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    stream = worker.stream(gen)
+    assert await stream.__anext__() == 0
+    await asyncio.sleep(0.2)
+    assert len(produced) <= 4 + 2  # the producer waits for the consumer
+    rest = [item async for item in stream]
+    assert rest == list(range(1, 100))
+    worker.stop()
+
+
+async def test_cancel_stops_the_generator_on_its_thread() -> None:
+    worker = ModelWorker("m")
+    cancel = CancelToken()
+    closed = threading.Event()
+    produced = []
+
+    def gen() -> Iterator[int]:
+        try:
+            for i in range(1000):
+                if cancel.cancelled:
+                    return
+                time.sleep(0.01)
+                produced.append(i)
+                yield i
+        finally:
+            closed.set()
+
+    stream = worker.stream(gen, cancel)
+    await stream.__anext__()
+    await stream.__anext__()
+    await stream.aclose()  # the client went away
+    assert cancel.cancelled
+    await asyncio.get_running_loop().run_in_executor(None, closed.wait, 2)
+    assert closed.is_set() and len(produced) < 20
+    assert await worker.call(lambda: "free") == "free"  # the next job runs at once
+    worker.stop()
+
+
+async def test_pump_sends_pings_while_idle() -> None:
+    async def slow() -> object:
+        await asyncio.sleep(0.35)
+        yield "token"
+
+    pump = Pump(slow(), ping_interval=0.1)
+    first = await pump.first(5)
+    assert is_ping(first) or first == "token"
+    items = [item async for item in pump]
+    await pump.close()
+    assert items[-1] == "token"
+    assert sum(1 for item in [first, *items] if is_ping(item)) >= 2
