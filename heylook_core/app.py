@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from heylook_core.config import Settings, load_settings
-from heylook_core.errors import HeylookError
+from heylook_core.errors import BadRequestError, ConfigError, HeylookError
 from heylook_core.metrics import Metrics
 from heylook_core.plugins import PluginHost
 from heylook_core.router import Router
@@ -37,6 +37,7 @@ class Server:
         self.preload = list(preload)
         self.metrics = Metrics()
         self.config_path: str | None = None
+        self.retiring: asyncio.Task[None] | None = None
 
 
 def build_server(
@@ -113,6 +114,8 @@ def create_app(server: Server) -> FastAPI:
         try:
             yield
         finally:
+            if server.retiring is not None:
+                server.retiring.cancel()
             await server.router.close()
             await server.host.shutdown(app)
 
@@ -223,6 +226,28 @@ def _ops_routes() -> APIRouter:
             await asyncio.sleep(0.05)
         await server.router.unload(slot)
         return {"id": slot.id, "state": slot.state}
+
+    @admin.post("/reload")
+    async def reload(request: Request) -> dict[str, Any]:
+        """Re-read models.toml; requests in flight finish on the models they started on."""
+        server: Server = request.app.state.heylook
+        try:
+            settings = load_settings(
+                server.host.providers,
+                server.host.offered_models,
+                config_path=server.config_path,
+                failed_plugins=[f"{r.name} ({r.error})" for r in server.host.failed()],
+            )
+        except ConfigError as error:
+            raise BadRequestError(f"configuration not reloaded: {error}", code="invalid_config") from None
+        settings.server = server.settings.server  # the listening address, keys and limits stay as started
+        old = server.router
+        router, dropped = old.successor(settings)
+        await old.stop_timers()
+        server.settings, server.router = settings, router
+        router.start()
+        server.retiring = asyncio.create_task(old.retire(dropped))
+        return {"models": settings.model_ids(), "dropped": [slot.id for slot in dropped]}
 
     ops.include_router(admin)
     return ops

@@ -242,6 +242,28 @@ class Router:
         slot.unload_task = asyncio.create_task(run(), name=f"unload-{slot.id}")
         await asyncio.shield(slot.unload_task)
 
+    # -- reloading -------------------------------------------------------------------------------------------------
+
+    def successor(self, settings: Settings) -> tuple[Router, list[ModelSlot]]:
+        """A router for new settings that keeps the slots (and loaded models) of unchanged entries.
+
+        Returns the new router and the old slots it dropped; the caller unloads those once their requests finish.
+        """
+        new = Router(settings, clock=self.clock)
+        for model_id, slot in list(new.slots.items()):
+            previous = self.slots.get(model_id)
+            if previous is not None and previous.model.entry == slot.model.entry:
+                new.slots[model_id] = previous
+        dropped = [slot for model_id, slot in self.slots.items() if new.slots.get(model_id) is not slot]
+        return new, dropped
+
+    async def retire(self, slots: list[ModelSlot]) -> None:
+        """Unload dropped slots as soon as each has no request in flight."""
+        for slot in slots:
+            while slot.in_flight or slot.state == "loading":
+                await asyncio.sleep(0.05)
+            await self.unload(slot)
+
     # -- idle unloading and shutdown -------------------------------------------------------------------------------
 
     async def expire_idle(self) -> list[str]:
@@ -270,11 +292,15 @@ class Router:
 
             self._ttl_task = asyncio.create_task(loop(), name="heylook-ttl")
 
-    async def close(self) -> None:
+    async def stop_timers(self) -> None:
         if self._ttl_task is not None:
             self._ttl_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ttl_task
+            self._ttl_task = None
+
+    async def close(self) -> None:
+        await self.stop_timers()
         for slot in self.slots.values():
             if slot.load_task is not None:
                 with contextlib.suppress(BaseException):

@@ -435,3 +435,22 @@ def test_load_failure_is_reported_and_other_models_serve(make_client: Any) -> No
     assert error["code"] == "model_load_failed"
     assert "bad" in error["message"] and "weights missing" in error["message"]
     assert client.post("/v1/chat/completions", json={"model": "good", "messages": user("x")}).status_code == 200
+
+
+def test_admin_reload_keeps_unchanged_models(make_client: Any, write_config: Any) -> None:
+    head = '[server]\nadmin_key = "root"\n'
+    client = make_client(head + _models("m"))
+    admin = {"Authorization": "Bearer root"}
+    assert client.post("/v1/chat/completions", json={"model": "m", "messages": user("x")}).status_code == 200
+    write_config(head + _models("m", "n"))  # the same file the client's server reads
+    assert client.post("/v1/admin/reload", headers=admin).json() == {"models": ["m", "n"], "dropped": []}
+    assert client.get("/health").json()["loaded"] == ["m"]  # m stayed loaded
+    assert client.post("/v1/chat/completions", json={"model": "n", "messages": user("y")}).status_code == 200
+    write_config(head + _models("n") + '[[models]]\nid = "m"\nprovider = "echo"\n[models.config]\nfiller = " ha"\n')
+    assert client.post("/v1/admin/reload", headers=admin).json()["dropped"] == ["m"]
+    body = client.post("/v1/chat/completions", json={"model": "m", "messages": user("x"), "max_tokens": 2}).json()
+    assert body["choices"][0]["message"]["content"] == "x ha"
+    write_config(head + '[[models]]\nid = "m"\nprovider = "echo"\ncolour = 1\n')
+    error = assert_error(client.post("/v1/admin/reload", headers=admin), 400, code="invalid_config")
+    assert "colour" in error["message"]
+    assert client.get("/v1/models").json()["data"][0]["id"] == "n"  # the old configuration still serves
