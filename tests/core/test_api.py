@@ -454,3 +454,14 @@ def test_admin_reload_keeps_unchanged_models(make_client: Any, write_config: Any
     error = assert_error(client.post("/v1/admin/reload", headers=admin), 400, code="invalid_config")
     assert "colour" in error["message"]
     assert client.get("/v1/models").json()["data"][0]["id"] == "n"  # the old configuration still serves
+
+
+def test_cors_off_by_default_and_on_for_listed_origins(make_client: Any) -> None:
+    preflight = {"Origin": "http://ui.local", "Access-Control-Request-Method": "POST"}
+    client = make_client(_models("m"))
+    assert "access-control-allow-origin" not in client.options("/v1/chat/completions", headers=preflight).headers
+    client = make_client('[server]\ncors_origins = ["http://ui.local"]\n' + _models("m"))
+    response = client.options("/v1/chat/completions", headers=preflight)
+    assert response.headers["access-control-allow-origin"] == "http://ui.local"
+    other = client.options("/v1/chat/completions", headers={**preflight, "Origin": "http://evil.local"})
+    assert "access-control-allow-origin" not in other.headers
