@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import platform
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
@@ -33,7 +33,7 @@ class MLXConfig(ProviderConfig):
     adapter_path: str | None = Field(default=None, description="LoRA adapter folder applied at load (mlx-lm)")
     max_kv_size: int | None = Field(default=None, ge=16, description="rotating KV cache of this many tokens")
     kv_bits: int | None = Field(default=None, ge=2, le=8, description="quantize the KV cache to this many bits")
-    kv_group_size: int = Field(default=64, ge=16, description="group size of the KV cache quantization")
+    kv_group_size: Literal[32, 64, 128] = Field(default=64, description="group size of the KV cache quantization")
     quantized_kv_start: int = Field(default=5000, ge=0, description="quantize the KV cache from this many tokens")
     draft_model: str | None = Field(default=None, description="folder of a draft model for speculative decoding")
     num_draft_tokens: int = Field(default=3, ge=1, le=64)

@@ -8,10 +8,10 @@ themselves imported on that thread, when the model loads.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-from heylook_core import BadRequestError, CancelToken, ThreadedProvider
+from heylook_core import BadRequestError, CancelToken, HeylookError, ProviderError, ThreadedProvider
 from heylook_core.types import (
     BatchChatRequest,
     ChatRequest,
@@ -26,6 +26,8 @@ from heylook_core.types import (
 from heylook_mlx.plugin import MLXConfig
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class MLXProvider(ThreadedProvider):
@@ -59,24 +61,45 @@ class MLXProvider(ThreadedProvider):
         context = getattr(self.engine, "context_length", None)
         return {"context_length": context} if context else {}
 
+    def _failed(self, error: Exception) -> ProviderError:
+        logger.exception("model '%s': the engine failed", self.model_id, exc_info=error)
+        return ProviderError(f"model '{self.model_id}': the MLX engine failed: {type(error).__name__}: {error}")
+
+    def _guarded(self, make: Callable[[], Iterator[Delta]]) -> Iterator[Delta]:
+        """Engine errors (not request errors) as a 502 naming the model."""
+        try:
+            yield from make()
+        except HeylookError:
+            raise
+        except Exception as error:
+            raise self._failed(error) from error
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except HeylookError:
+            raise
+        except Exception as error:
+            raise self._failed(error) from error
+
     def chat_sync(self, request: ChatRequest, cancel: CancelToken) -> Iterator[Delta]:
-        return self.engine.chat(request, cancel)
+        return self._guarded(lambda: self.engine.chat(request, cancel))
 
     def complete_sync(
         self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken
     ) -> Iterator[Delta]:
         if request.echo or request.suffix:
             raise BadRequestError("echo and suffix are not supported", param="echo" if request.echo else "suffix")
-        return self.engine.complete(request, prompt, cancel)
+        return self._guarded(lambda: self.engine.complete(request, prompt, cancel))
 
     def batch_chat_sync(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult]:
-        return self.engine.batch_chat(request, cancel)
+        return self._call(self.engine.batch_chat, request, cancel)
 
     def hidden_states_sync(self, request: HiddenStatesRequest) -> list[HiddenStates]:
-        return self.engine.hidden_states(request)
+        return self._call(self.engine.hidden_states, request)
 
     def embed_sync(self, request: EmbeddingRequest, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
-        return self.engine.embed(request, inputs)
+        return self._call(self.engine.embed, request, inputs)
 
     def tokenize_sync(self, text: str, add_special_tokens: bool) -> list[int]:
-        return self.engine.tokenize(text, add_special_tokens)
+        return self._call(self.engine.tokenize, text, add_special_tokens)

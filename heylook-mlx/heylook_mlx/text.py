@@ -25,7 +25,14 @@ from mlx_lm import load as mlx_load
 from mlx_lm import stream_generate
 from mlx_lm._version import __version__ as mlx_lm_version
 from mlx_lm.generate import BatchGenerator
-from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+from mlx_lm.models.cache import (
+    KVCache,
+    LRUPromptCache,
+    RotatingKVCache,
+    can_trim_prompt_cache,
+    make_prompt_cache,
+    trim_prompt_cache,
+)
 from mlx_lm.utils import _get_classes
 
 from heylook_core import BadRequestError, CancelToken, StopMatcher, TokenLogprob, Usage
@@ -122,12 +129,27 @@ class TextEngine:
         if Path(path).is_dir():
             check_architecture(Path(path))
         self.model, self.tokenizer, self.model_config = mlx_load(path, adapter_path=adapter, return_config=True)
+        if config.kv_bits is not None:
+            head_dim = self._head_dim()
+            if head_dim is not None and head_dim % config.kv_group_size:
+                raise ValueError(
+                    f"kv_group_size {config.kv_group_size} does not divide the model's attention head size {head_dim}; "
+                    "use a group size that does (32, 64 or 128) or leave kv_bits unset"
+                )
         self.draft_model = None
         if config.draft_model:
             self.draft_model, _ = mlx_load(resolve_model_path(config.draft_model))
         self.vocab_size = int(self.model_config.get("vocab_size") or len(self.tokenizer))
         self.prompt_cache = LRUPromptCache(max_size=config.prompt_cache_size) if config.prompt_cache_size else None
         self.context_length = self.model_config.get("max_position_embeddings")
+
+    def _head_dim(self) -> int | None:
+        args = getattr(self.model, "args", None)
+        head_dim = getattr(args, "head_dim", None)
+        if head_dim is None and args is not None:
+            hidden, heads = getattr(args, "hidden_size", None), getattr(args, "num_attention_heads", None)
+            head_dim = hidden // heads if hidden and heads else None
+        return head_dim
 
     def close(self) -> None:
         self.prompt_cache = None
@@ -178,10 +200,22 @@ class TextEngine:
 
     # -- prompt cache --------------------------------------------------------------------------------------------
 
+    def _model_cache(self, model: Any) -> list[Any]:
+        """The model's own cache, with plain KV caches made rotating when ``max_kv_size`` is set.
+
+        ``make_prompt_cache`` ignores ``max_kv_size`` for models that define ``make_cache`` (llama does), so the
+        window is applied here to every layer that would keep an unbounded cache.
+        """
+        size = self.config.max_kv_size
+        cache = make_prompt_cache(model, max_kv_size=size)
+        if size is None:
+            return cache
+        return [RotatingKVCache(max_size=size, keep=4) if type(entry) is KVCache else entry for entry in cache]
+
     def _new_cache(self) -> list[Any]:
-        cache = make_prompt_cache(self.model, max_kv_size=self.config.max_kv_size)
+        cache = self._model_cache(self.model)
         if self.draft_model is not None:
-            cache += make_prompt_cache(self.draft_model, max_kv_size=self.config.max_kv_size)
+            cache += self._model_cache(self.draft_model)
         return cache
 
     def _fetch_cache(self, tokens: list[int]) -> tuple[list[Any], list[int]]:
@@ -323,9 +357,11 @@ class TextEngine:
         )
         sequences: dict[int, _Sequence] = {}
         try:
+            caches = [self._model_cache(self.model) for _ in prompts] if self.config.max_kv_size else None
             uids = generator.insert(
                 prompts,
                 max_tokens=limits,
+                caches=caches,
                 samplers=[sampler_for(item) for item in request.requests],
                 logits_processors=[processors_for(item, self.vocab_size) for item in request.requests],
             )

@@ -44,8 +44,8 @@ SIZES: dict[str, dict[str, int]] = {
         "hidden_size": 64,
         "num_hidden_layers": 2,
         "intermediate_size": 112,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
         "vocab_size": 1024,
     },
     "small": {
@@ -226,4 +226,31 @@ def build_vision_model(folder: str | Path, seed: int = 0) -> Path:
     model = module.Model(model_config)
     weights = {name: value * 2.0 if value.ndim == 2 else value for name, value in tree_flatten(model.parameters())}
     mx.save_safetensors(str(folder / "model.safetensors"), weights)
+    return folder
+
+
+def build_lora_adapter(model_folder: str | Path, folder: str | Path, seed: int = 1) -> Path:
+    """Write a random LoRA adapter (``adapter_config.json``, ``adapters.safetensors``) for a model folder."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model, _ = load(str(model_folder))
+    config = {
+        "fine_tune_type": "lora",
+        "num_layers": len(model.layers),
+        "lora_parameters": {"rank": 4, "scale": 20.0, "dropout": 0.0},
+    }
+    linear_to_lora_layers(model, config["num_layers"], config["lora_parameters"])
+    mx.random.seed(seed)
+    weights = {
+        name: mx.random.normal(value.shape) * 0.5
+        for name, value in tree_flatten(model.parameters())
+        if name.rsplit(".", 1)[-1] in ("lora_a", "lora_b")
+    }
+    mx.save_safetensors(str(folder / "adapters.safetensors"), weights)
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return folder

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from heylook_core.testing import ServerProcess, serve, write_config
-from heylook_mlx.tiny import build_text_model, build_vision_model
+from heylook_mlx.tiny import build_lora_adapter, build_text_model, build_vision_model
 
 ENV = {"HEYLOOK_LOAD_PLUGINS": "mlx"}
 
@@ -42,6 +42,11 @@ def eos_id(text_model: Path) -> int:
 
 
 @pytest.fixture(scope="session")
+def adapter(text_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_lora_adapter(text_model, tmp_path_factory.mktemp("lora"))
+
+
+@pytest.fixture(scope="session")
 def special_ids(text_model: Path) -> dict[str, int]:
     tokenizer = json.loads((text_model / "tokenizer.json").read_text())
     return {token["content"]: token["id"] for token in tokenizer["added_tokens"]}
@@ -66,6 +71,7 @@ def bad_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def server(
     text_model: Path,
     vision_model: Path,
+    adapter: Path,
     minilm: Path,
     bad_folders: dict[str, Path],
     tmp_path_factory: pytest.TempPathFactory,
@@ -73,7 +79,7 @@ def server(
     folder = tmp_path_factory.mktemp("server")
     config = f"""\
 default_model = "tiny"
-max_loaded_models = 8
+max_loaded_models = 12
 
 [[models]]
 id = "tiny"
@@ -96,6 +102,37 @@ provider = "mlx"
 [models.config]
 model_path = "{text_model}"
 enable_thinking = false
+
+[[models]]
+id = "tiny-draft"
+provider = "mlx"
+[models.config]
+model_path = "{text_model}"
+draft_model = "{text_model}"
+num_draft_tokens = 3
+
+[[models]]
+id = "tiny-kv"
+provider = "mlx"
+[models.config]
+model_path = "{text_model}"
+kv_bits = 2
+kv_group_size = 32
+quantized_kv_start = 0
+
+[[models]]
+id = "tiny-rotating"
+provider = "mlx"
+[models.config]
+model_path = "{text_model}"
+max_kv_size = 32
+
+[[models]]
+id = "tiny-lora"
+provider = "mlx"
+[models.config]
+model_path = "{text_model}"
+adapter_path = "{adapter}"
 
 [[models]]
 id = "tiny-vl"
