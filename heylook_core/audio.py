@@ -82,8 +82,9 @@ def decode_audio(data: bytes, *, filename: str = "file", max_seconds: float | No
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as error:
         raise _not_audio(filename, f"it could not be read as audio ({_reason(error)})") from error
-    except (ValueError, UnicodeDecodeError) as error:
-        raise _not_audio(filename, f"it could not be read as audio ({error})") from error
+    except Exception as error:  # the upload is untrusted: whatever the demuxer trips on is the file's fault
+        logger.debug("audio open failed", exc_info=True)
+        raise _not_audio(filename, f"it could not be read as audio ({type(error).__name__}: {error})") from error
     with container:
         if container.format.name not in ALLOWED_FORMATS:
             raise _not_audio(filename, f"its format '{container.format.name}' is not an audio format")
@@ -104,6 +105,8 @@ def decode_audio(data: bytes, *, filename: str = "file", max_seconds: float | No
                 count += _append(pieces, out)
         except av.error.FFmpegError as error:
             raise _not_audio(filename, f"its audio could not be decoded ({_reason(error)})") from error
+        except (ValueError, OSError, UnicodeDecodeError) as error:
+            raise _not_audio(filename, f"its audio could not be decoded ({type(error).__name__}: {error})") from error
     if limit is not None and count > limit:
         raise _too_long(max_seconds)
     if count == 0:

@@ -122,6 +122,13 @@ class Decoder:
             return self._beam(features, prefix, sot_index, budget)
         return self._greedy(features, prefix, sot_index, budget)
 
+    def detect_language(self, features: np.ndarray) -> str:
+        """The most likely language token after ``<|startoftranscript|>`` (multilingual models)."""
+        languages = self.tokenizer.languages
+        logits = self._logits([self.tokenizer.sot], features)[-1]
+        codes = list(languages)
+        return codes[int(np.argmax([logits[languages[code]] for code in codes]))]
+
     def _no_speech(self, rows: np.ndarray, sot_index: int) -> float:
         if self.tokenizer.no_speech is None:
             return 0.0
@@ -198,6 +205,8 @@ def transcribe(runner: Runner, folder: ModelFolder, samples: np.ndarray, options
         size = min(folder.n_frames, content_frames - seek)
         window = pad_or_trim(mel[:, seek : seek + size], folder.n_frames)[None].astype(np.float32)
         features = runner.encode(window)
+        if options.language is None:
+            options.language = decoder.detect_language(features) if tokenizer.multilingual else "en"
         result = decoder.decode_window(features)
         offset = seek * frame_seconds
         if result.no_speech_prob > options.no_speech_threshold and result.avg_logprob < options.logprob_threshold:
@@ -222,9 +231,11 @@ def transcribe(runner: Runner, folder: ModelFolder, samples: np.ndarray, options
                 )
             )
         seek += max(1, advance)
-    language = options.language or ("en" if not tokenizer.multilingual else "en")
     return Transcription(
-        text="".join(s.text for s in segments).strip(), language=language, duration=duration, segments=segments
+        text="".join(s.text for s in segments).strip(),
+        language=options.language or "en",
+        duration=duration,
+        segments=segments,
     )
 
 

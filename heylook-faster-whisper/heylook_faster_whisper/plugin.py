@@ -31,7 +31,9 @@ class FasterWhisperConfig(ProviderConfig):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     device_index: int = Field(default=0, ge=0)
     compute_type: str = Field(default="default", description="int8, int8_float16, float16, float32, default, ...")
-    cpu_threads: int = Field(default=0, ge=0, description="0: CTranslate2's default")
+    cpu_threads: int = Field(
+        default=0, ge=0, description="0: the CPU count, at most 4 (more threads than cores is slower)"
+    )
     beam_size: int = Field(default=5, ge=1, le=32)
     vad_filter: bool = Field(default=False, description="skip silence with the Silero VAD before decoding")
     word_timestamps: bool = Field(default=False, description="compute word timestamps even when not asked")

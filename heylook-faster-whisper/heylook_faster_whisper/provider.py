@@ -59,7 +59,7 @@ class FasterWhisperProvider(ThreadedProvider):
             device=self.config.device,
             device_index=self.config.device_index,
             compute_type=self.config.compute_type,
-            cpu_threads=self.config.cpu_threads,
+            cpu_threads=self.config.cpu_threads or min(4, os.cpu_count() or 1),
         )
         logger.info("loaded %s from %s (multilingual: %s)", self.model_id, path, bool(self.model.model.is_multilingual))
 

@@ -524,3 +524,15 @@ compute_units = "cpu_only"
         result = client.audio.transcriptions.create(model="coreml", file=clip, response_format="verbose_json")
         assert result.duration == pytest.approx(40.0, abs=0.01)
         assert json.loads(result.model_dump_json())["task"] == "transcribe"
+
+
+def test_language_detection_on_multilingual_models(tmp_path: Path) -> None:
+    write_tokenizer(tmp_path / "tokenizer.json", ("en", "de", "fr"))
+    tokenizer = WhisperTokenizer(tmp_path / "tokenizer.json")
+    n_vocab = vocab_size(("en", "de", "fr"))
+    table = np.zeros((n_vocab, n_vocab), dtype=np.float32)
+    table[tokenizer.sot, tokenizer.languages["fr"]] = 3.0
+    table[tokenizer.sot, tokenizer.languages["de"]] = 1.0
+    table[tokenizer.sot, WORD_IDS["hello"]] = 9.0  # not a language: ignored
+    decoder = Decoder(BigramRunner(table), tokenizer, n_vocab, 448, 30.0, DecodeOptions())
+    assert decoder.detect_language(np.zeros(1)) == "fr"
