@@ -1,0 +1,187 @@
+"""The llama-server plugin's entry point module: the provider spec, its config schema and the CLI command.
+
+Light on purpose: it imports the core's contract and pydantic only. The provider (``httpx``, process supervision)
+is imported by ``factory`` when a model first loads; the build code by the ``install`` command when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, model_validator
+
+from heylook_core import Availability, Capability, ProviderConfig, ProviderSpec, hookimpl
+
+if TYPE_CHECKING:
+    from heylook_core import Provider
+
+# Request parameters llama-server honours. The first group is the core's names (``repetition_penalty`` is sent as
+# ``repeat_penalty``); the second is llama-server's own, let through as extra request fields.
+CORE_PARAMETERS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "repetition_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "stop",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "response_format",
+    }
+)
+EXTRA_PARAMETERS = frozenset({"grammar", "json_schema", "cache_prompt", "ignore_eos", "n_probs", "typical_p"})
+
+_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class LlamaServerConfig(ProviderConfig):
+    """``[models.config]`` for ``provider = "llama_server"``.
+
+    A local model names ``model_path``: heylook starts one ``llama-server`` for it on a free loopback port. A remote
+    model names ``url`` or ``urls`` instead: heylook starts nothing and balances requests over those upstreams.
+    """
+
+    model_path: str | None = Field(default=None, description="GGUF file to serve (local mode)")
+    binary: str | None = Field(default=None, description="llama-server executable (default: found automatically)")
+    n_ctx: int = Field(default=4096, ge=0, description="context size in tokens, shared by the slots (0 = model's)")
+    parallel: int = Field(default=1, ge=1, le=256, description="parallel slots (requests served at once per server)")
+    n_threads: int | None = Field(default=None, ge=1, description="CPU threads for generation (default: llama.cpp's)")
+    n_gpu_layers: int | None = Field(default=None, ge=-1, description="layers to offload to the GPU (-1 = all)")
+    chat_template: str | None = Field(
+        default=None, description="a built-in template name (gemma, chatml, llama3, ...) or Jinja template text"
+    )
+    chat_template_file: str | None = Field(default=None, description="file holding a Jinja chat template")
+    embedding: bool = Field(default=False, description="serve embeddings (llama-server --embedding) instead of chat")
+    pooling: Literal["none", "mean", "cls", "last", "rank"] | None = Field(
+        default=None, description="embedding pooling (default: mean when embedding is on)"
+    )
+    extra_args: list[str] = Field(default_factory=list, description="more llama-server arguments, passed as given")
+    startup_timeout_s: float = Field(default=120.0, gt=0, description="how long to wait for /health after start")
+    stop_grace_s: float = Field(default=5.0, ge=0, description="wait after SIGTERM before SIGKILL")
+    max_restarts: int = Field(default=5, ge=0, description="restarts after crashes within restart_window_s")
+    restart_window_s: float = Field(default=300.0, gt=0)
+    url: str | None = Field(default=None, description="a running OpenAI-compatible server to use (remote mode)")
+    urls: list[str] = Field(default_factory=list, description="several upstreams, least outstanding requests first")
+    upstream_model: str | None = Field(default=None, description="the 'model' value sent upstream (remote mode)")
+    api_key: str | None = Field(default=None, description="bearer key sent to remote upstreams")
+    health_path: str = Field(default="/health", description="upstream health endpoint")
+    health_interval_s: float = Field(default=5.0, gt=0, description="how often remote upstreams are checked")
+    request_timeout_s: float = Field(default=600.0, gt=0, description="longest wait for upstream bytes")
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> LlamaServerConfig:
+        remote = bool(self.url or self.urls)
+        if self.url and self.urls:
+            raise ValueError("set either url or urls, not both")
+        if remote and self.model_path:
+            raise ValueError("model_path starts a local llama-server; url/urls use running ones: set one of them")
+        if not remote and not self.model_path:
+            raise ValueError("set model_path (start a local llama-server) or url/urls (use running servers)")
+        if self.chat_template and self.chat_template_file:
+            raise ValueError("set chat_template or chat_template_file, not both")
+        if self.pooling is not None and not self.embedding:
+            raise ValueError("pooling applies only with embedding = true")
+        return self
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.url or self.urls)
+
+    def upstream_urls(self) -> list[str]:
+        return [u.rstrip("/") for u in ([self.url] if self.url else self.urls)]
+
+    def server_args(self) -> list[str]:
+        """The llama-server arguments for this model (without ``--host``/``--port``)."""
+        args = ["--model", str(Path(self.model_path or "").expanduser()), "--ctx-size", str(self.n_ctx)]
+        args += ["--parallel", str(self.parallel)]
+        if self.n_threads is not None:
+            args += ["--threads", str(self.n_threads)]
+        if self.n_gpu_layers is not None:
+            args += ["--n-gpu-layers", str(self.n_gpu_layers)]
+        if self.chat_template_file:
+            args += ["--jinja", "--chat-template-file", str(Path(self.chat_template_file).expanduser())]
+        elif self.chat_template:
+            if _TEMPLATE_NAME.match(self.chat_template):  # a built-in name; with Jinja on it would be template text
+                args += ["--no-jinja", "--chat-template", self.chat_template]
+            else:
+                args += ["--jinja", "--chat-template", self.chat_template]
+        if self.embedding:
+            args += ["--embedding", "--pooling", self.pooling or "mean"]
+        return args + list(self.extra_args)
+
+
+def capabilities(config: LlamaServerConfig) -> frozenset[Capability]:
+    if config.embedding:
+        return frozenset({Capability.EMBEDDINGS, Capability.TOKENIZE})
+    return frozenset({Capability.CHAT, Capability.COMPLETION, Capability.TOKENIZE})
+
+
+def parameters(config: LlamaServerConfig) -> frozenset[str]:
+    return frozenset() if config.embedding else CORE_PARAMETERS | EXTRA_PARAMETERS
+
+
+def concurrency(config: LlamaServerConfig) -> int:
+    return config.parallel * max(1, len(config.upstream_urls()) if config.remote else 1)
+
+
+def check() -> Availability:
+    from heylook_llama_server.binary import describe
+
+    return describe()
+
+
+def _factory() -> type[Provider]:
+    from heylook_llama_server.provider import LlamaServerProvider
+
+    return LlamaServerProvider
+
+
+SPEC = ProviderSpec(
+    name="llama_server",
+    factory=_factory,
+    config_schema=LlamaServerConfig,
+    capabilities=capabilities,
+    parameters=parameters,
+    max_concurrency=concurrency,
+    check=check,
+    description="llama.cpp's llama-server: supervised local processes with parallel slots, or remote upstreams",
+)
+
+
+@hookimpl
+def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+    register(SPEC)
+
+
+def _install_command(args: argparse.Namespace) -> int:
+    from heylook_llama_server.install import install_command
+
+    return install_command(args)
+
+
+def _which_command(args: argparse.Namespace) -> int:
+    from heylook_llama_server.binary import which_command
+
+    return which_command(args)
+
+
+@hookimpl
+def register_commands(cli: argparse._SubParsersAction) -> None:
+    parser = cli.add_parser("llama-server", help="manage the llama-server binary")
+    sub = parser.add_subparsers(dest="llama_server_command", metavar="COMMAND")
+    install = sub.add_parser("install", help="build llama-server from source into the user cache (once)")
+    install.add_argument("--force", action="store_true", help="build again even when a binary exists")
+    install.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: CPU count)")
+    install.set_defaults(handler=_install_command)
+    which = sub.add_parser("which", help="print the llama-server binary heylook would use")
+    which.set_defaults(handler=_which_command)
+    parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
