@@ -17,15 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-from platformdirs import user_cache_dir
+# This file is named like the `mlx` package: run as a script, its folder must not shadow it.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
-from heylook_core.testing import serve, write_config
-from heylook_mlx.tiny import build_text_model, parameter_count
+import httpx  # noqa: E402
+from platformdirs import user_cache_dir  # noqa: E402
+
+from heylook_core.testing import serve, write_config  # noqa: E402
+from heylook_mlx.tiny import build_text_model, parameter_count  # noqa: E402
 
 PROMPT = "Tell me a long story about a fox, a cat and a bird who travel from Paris to Berlin."
 
@@ -110,7 +114,7 @@ def http_decode(client: httpx.Client, model: str, folder: Path, tokens: int) -> 
 
 def ttft_turn_two(client: httpx.Client, model: str) -> float:
     """Seconds to the first streamed token of turn two of a conversation with a long first turn."""
-    long_text = " ".join([PROMPT] * 40)
+    long_text = " ".join([PROMPT] * 12)
     first = {"model": model, "messages": [{"role": "user", "content": long_text}], "max_tokens": 16, "temperature": 0}
     reply = client.post("/chat/completions", json=first).json()["choices"][0]["message"]["content"]
     messages = first["messages"] + [
@@ -173,15 +177,16 @@ def main() -> None:
     with serve(config, env={"HEYLOOK_LOAD_PLUGINS": "mlx"}, timeout=120) as server:
         client = httpx.Client(base_url=server.base_url, timeout=600)
         for size, folder in folders.items():
-            tokens = args.tokens if size == "tiny" else max(64, args.tokens // 4)
+            tokens = args.tokens if size == "tiny" else max(64, args.tokens // 2)
+            model = f"{size}-nocache"  # a cold prompt every round, like the raw run
             raw_decode(folder, 8)
-            http_decode(client, size, folder, 8)  # load and warm up
+            http_decode(client, model, folder, 8)  # load and warm up
             raw_best = http_best = 0.0
             raw_ttft = http_ttft = float("inf")
             for _ in range(args.rounds):
                 rate, ttft = raw_decode(folder, tokens)
                 raw_best, raw_ttft = max(raw_best, rate), min(raw_ttft, ttft)
-                rate, ttft = http_decode(client, size, folder, tokens)
+                rate, ttft = http_decode(client, model, folder, tokens)
                 http_best, http_ttft = max(http_best, rate), min(http_ttft, ttft)
             results[size] = {
                 "parameters": parameter_count(folder),
