@@ -307,6 +307,8 @@ class TextEngine:
         finally:
             stream.close()
             self._store_cache(cache, tokens + generated)
+            if cancel.cancelled:
+                logger.info("model '%s': request cancelled after %d tokens", self.model_id, len(generated))
         completion = len(generated) - (1 if generated and generated[-1] in eos else 0)
         usage = Usage(
             prompt_tokens=len(tokens),

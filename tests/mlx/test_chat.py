@@ -133,3 +133,26 @@ def test_completions_and_tokenize(server: ServerProcess, client: openai.OpenAI) 
     assert tokens["count"] == len(tokens["tokens"]) == result.usage.prompt_tokens
     by_ids = client.completions.create(model="tiny-nocache", prompt=tokens["tokens"], max_tokens=5, temperature=0)
     assert by_ids.choices[0].text == choice.text
+
+
+def test_client_disconnect_stops_generation(server: ServerProcess, eos_id: int) -> None:
+    import re
+    import time
+
+    body = {
+        "model": "tiny-nocache",
+        "messages": MESSAGES,
+        "max_tokens": 1500,
+        "temperature": 0,
+        "logit_bias": {str(eos_id): -100},
+        "stream": True,
+    }
+    with httpx.stream("POST", server.base_url + "/chat/completions", json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        chunks = [next(lines) for _ in range(6)]
+    assert any(line.startswith("data: ") for line in chunks)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (found := re.search(r"cancelled after (\d+) tokens", server.log())):
+        time.sleep(0.1)
+    assert found, server.log()[-2000:]
+    assert int(found.group(1)) < 1500

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 
@@ -68,3 +69,20 @@ def test_doctor_reports_mlx() -> None:
     )
     assert "mlx" in result.stdout
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="the cpu and cuda extras are the fix on Linux only")
+def test_doctor_explains_a_missing_native_library(tmp_path) -> None:
+    # what `pip install mlx` alone gives on Linux: the Python package without its native library
+    fake = tmp_path / "mlx"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("", encoding="utf-8")
+    code = "from heylook_mlx.plugin import check; r = check(); print(r.ok); print(r.detail); print(r.fix)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(tmp_path)}
+    )
+    ok, detail, fix = result.stdout.splitlines()
+    assert ok == "False"
+    assert "mlx cannot be imported" in detail
+    assert "heylook-mlx[cpu]" in fix
+    assert "heylook-mlx[cuda]" in fix
