@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -104,6 +105,7 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None, help="llama-server --threads (default: llama.cpp's)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below: heylook and its llama-server
 
     gemma = gemma_path()
     threads = f"n_threads = {args.threads}\n" if args.threads else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import httpx
@@ -86,3 +87,19 @@ def test_all_upstreams_down_is_a_load_error(write_config) -> None:
         assert response.status_code == 503
         message = response.json()["error"]["message"]
         assert dead[0] in message and dead[1] in message
+
+
+def test_upstream_that_goes_down_is_skipped(write_config, binary: Path, gemma: Path) -> None:
+    with direct_server(binary, gemma) as steady, contextlib.ExitStack() as stack:
+        leaving = stack.enter_context(direct_server(binary, gemma))
+        config = write_config(remote_model("pair", [leaving, steady]))
+        with serve(config, env=ENV, timeout=60) as server:
+            client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+            hello = [{"role": "user", "content": "Hi"}]
+            client.chat.completions.create(model="pair", messages=hello, max_tokens=2)
+            stack.close()  # the first upstream stops while heylook fronts it
+            for _ in range(4):
+                assert client.chat.completions.create(model="pair", messages=hello, max_tokens=2).choices
+            upstreams = {u["url"]: u for u in model_card(server.base_url, "pair")["upstreams"]}
+            assert upstreams[leaving]["healthy"] is False
+            assert upstreams[steady]["served"] >= 4

@@ -25,6 +25,7 @@ provider = "llama_server"
 model_path = "{gemma}"
 embedding = true
 n_ctx = 1024
+n_threads = 1
 """
 
 
