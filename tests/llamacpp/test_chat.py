@@ -283,3 +283,14 @@ def test_client_disconnect_stops_generation_and_the_next_request_runs(
     quick = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=60)
     reply = quick.chat.completions.create(model="gemma", messages=QUESTION, max_tokens=3, temperature=0)
     assert reply.usage.completion_tokens == 3
+
+
+def test_prompt_longer_than_the_context_answers_400(client: openai.OpenAI) -> None:
+    long_text = "word " * 700  # gemma-plain has n_ctx = 512
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="gemma-plain", messages=[{"role": "user", "content": long_text}], max_tokens=2
+        )
+    assert "gemma-plain" in str(caught.value)
+    assert "512" in str(caught.value)
+    assert caught.value.code == "context_length_exceeded"

