@@ -49,12 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", error)
         return 2
     names = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    # global options come first; the first other word is the command, and without one we serve
+    # global options come first; the next word is the command, and without one we serve
     index = 0
-    while index < len(args_list) and args_list[index].startswith("-"):
-        if args_list[index] in ("-h", "--help", "--version"):
-            break
-        index += 2 if args_list[index] == "--log-level" else 1
+    while index < len(args_list) and (args_list[index] == "--log-level" or args_list[index].startswith("--log-level=")):
+        index += 1 if "=" in args_list[index] else 2
     at_help = index < len(args_list) and args_list[index] in ("-h", "--help", "--version")
     if not at_help and (index >= len(args_list) or args_list[index] not in names):
         args_list.insert(index, "serve")  # ``heylookllm --port 8081`` means ``heylookllm serve --port 8081``

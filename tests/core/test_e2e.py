@@ -147,3 +147,29 @@ def test_cli_plugins_models_doctor(tmp_path: Path) -> None:
     )
     assert failed.returncode == 2
     assert str(bad) in failed.stderr and "model 'm'" in failed.stderr and "size" in failed.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        ([], "serve"),
+        (["--port", "8977"], "serve"),
+        (["--log-level", "debug", "--port", "1"], "serve"),
+        (["--log-level=debug", "plugins"], "plugins"),
+        (["doctor"], "doctor"),
+    ],
+)
+def test_bare_heylookllm_means_serve(argv: list[str], command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from heylook_core import cli
+
+    seen = {}
+
+    def fake_parse(self: object, args: list[str]) -> None:
+        seen["args"] = args
+        raise SystemExit(0)
+
+    monkeypatch.setattr("argparse.ArgumentParser.parse_args", fake_parse)
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    remaining = [a for a in seen["args"] if not a.startswith("--log-level") and a != "debug"]
+    assert remaining[0] == command
