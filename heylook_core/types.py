@@ -64,7 +64,7 @@ class ChatMessage(BaseModel):
 
     @model_validator(mode="after")
     def _content_required(self) -> ChatMessage:
-        if self.content is None and self.role != "assistant":
+        if self.role != "assistant" and (self.content is None or self.content == []):
             raise ValueError(f"a '{self.role}' message needs content")
         return self
 
@@ -152,6 +152,16 @@ class SamplingParams(BaseModel):
             raise ValueError("stop sequences must not be empty")
         return value
 
+    @field_validator("logit_bias")
+    @classmethod
+    def _check_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for key, bias in (value or {}).items():
+            if not key.lstrip("-").isdigit():
+                raise ValueError(f"logit_bias keys are token ids; got '{key}'")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"logit_bias values lie in [-100, 100]; got {bias}")
+        return value
+
     def stop_list(self) -> list[str]:
         if self.stop is None:
             return []
@@ -183,6 +193,8 @@ class ChatRequest(SamplingParams):
             self.max_tokens = self.max_completion_tokens
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs = true")
+        if self.tool_choice is not None and not self.tools:
+            raise ValueError("tool_choice needs tools")
         return self
 
     def has_images(self) -> bool:
@@ -197,6 +209,13 @@ class CompletionRequest(SamplingParams):
     echo: bool | None = None
     suffix: str | None = None
     best_of: int | None = Field(default=None, ge=1, le=1)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_empty(cls, value: Any) -> Any:
+        if isinstance(value, list) and (not value or any(isinstance(item, list) and not item for item in value)):
+            raise ValueError("prompt must not be an empty list")
+        return value
 
     def prompts(self) -> list[str | list[int]]:
         """The prompts as a list (a string, a list of strings, one token list or several)."""

@@ -229,6 +229,10 @@ def test_body_read_as_json_whatever_the_content_type(client: TestClient) -> None
         ({"messages": user("x"), "response_format": {"type": "json_schema"}}, None),
         ({}, "messages"),
         ([1, 2], None),
+        ({"messages": [{"role": "user", "content": []}]}, None),
+        ({"messages": user("x"), "tool_choice": "auto"}, None),
+        ({"messages": user("x"), "logit_bias": {"a": 1}}, "logit_bias"),
+        ({"messages": user("x"), "logit_bias": {"5": 101}}, "logit_bias"),
     ],
 )
 def test_invalid_bodies_are_400(client: TestClient, body: Any, param: str | None) -> None:
@@ -330,6 +334,12 @@ def test_defaults_fill_unset_parameters(make_client: Any) -> None:
 
 
 # -- other endpoints -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prompt", [[], [[]], [[1], []]])
+@pytest.mark.parametrize("stream", [False, True])
+def test_empty_prompts_are_400(client: TestClient, prompt: Any, stream: bool) -> None:
+    assert_error(client.post("/v1/completions", json={"prompt": prompt, "stream": stream}), 400, param="prompt")
 
 
 def test_completions(client: TestClient) -> None:
