@@ -46,6 +46,7 @@ trap 'kill "$heartbeat" 2>/dev/null || true' EXIT
 
 CMAKE_ARGS="${CMAKE_ARGS:-}" nice -n 10 "$PYTHON" -m pip wheel --no-deps -v -w "$WHEELS" "llama-cpp-python==$VERSION" \
     2>&1 | tee "$LOG" | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|^-- (Build|Configuring|Generating)|Created wheel|ERROR|error:' \
+    | sed -u -E 's#^\s*(\[[0-9]+/[0-9]+\]).* -c .*/([^/ ]+)$#  \1 compiling \2#; s#^(.{0,160}).*#\1#' \
     || true  # success is judged by the wheel below
 
 existing=("$WHEELS"/llama_cpp_python-"$VERSION"-*.whl)
