@@ -31,12 +31,11 @@ from heylook_core.streaming import (
     DONE,
     PING,
     ChatChunks,
-    Pump,
+    PrimedStream,
     chat_completion,
     completion_chunk,
     completion_logprobs,
     error_event,
-    is_end,
     is_ping,
     sse,
 )
@@ -113,14 +112,15 @@ def generate(
     return compose(server.host.wrappers(body, context), innermost)(body)
 
 
-async def _primed(deltas: AsyncIterator[Delta]) -> tuple[Pump, Any]:
-    pump = Pump(deltas)
+async def _primed(deltas: AsyncIterator[Delta]) -> PrimedStream:
+    """Wait (a while) for the first delta so that an early error gets a real HTTP status."""
+    stream = PrimedStream(deltas)
     try:
-        first = await pump.first(FIRST_DELTA_WAIT_S)
+        await stream.wait_first(FIRST_DELTA_WAIT_S)
     except BaseException:
-        await pump.close()
+        await stream.close()
         raise
-    return pump, first
+    return stream
 
 
 def _stream_error(error: BaseException) -> bytes:
@@ -150,23 +150,19 @@ async def chat_completions(body: ChatRequest, http: Request) -> Response:
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     chunks = ChatChunks(completion_id, model_name, created, include_usage)
-    pump, first = await _primed(deltas)
+    stream = await _primed(deltas)
 
     async def events() -> AsyncIterator[bytes]:
         try:
             yield chunks.role()
-            if is_ping(first):
-                yield PING
-            elif not is_end(first):
-                yield chunks.delta(first)
-            async for item in pump:
+            async for item in stream:
                 yield PING if is_ping(item) else chunks.delta(item)
             yield chunks.end()
         except Exception as error:
             yield _stream_error(error)
         finally:
             cancel.cancel()
-            await pump.close()
+            await stream.close()
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)
 
@@ -218,22 +214,19 @@ async def completions(body: CompletionRequest, http: Request) -> Response:
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     cancel = CancelToken()
-    pump, first = await _primed(generate(server, slot, body, http, cancel, prompts[0]))
+    stream = await _primed(generate(server, slot, body, http, cancel, prompts[0]))
 
     async def events() -> AsyncIterator[bytes]:
-        nonlocal pump, first, cancel
+        nonlocal stream, cancel
         totals = [0, 0]
         try:
             for index in range(len(prompts)):
                 if index:
                     cancel = CancelToken()
-                    pump, first = await _primed(generate(server, slot, body, http, cancel, prompts[index]))
-                items: list[Any] = [] if is_end(first) else [first]
-                for item in items:
+                    stream = await _primed(generate(server, slot, body, http, cancel, prompts[index]))
+                async for item in stream:
                     yield PING if is_ping(item) else _completion_delta(item, index, totals)
-                async for item in pump:
-                    yield PING if is_ping(item) else _completion_delta(item, index, totals)
-                await pump.close()
+                await stream.close()
             if include_usage:
                 usage = {"prompt_tokens": totals[0], "completion_tokens": totals[1], "total_tokens": sum(totals)}
                 yield sse(
@@ -251,7 +244,7 @@ async def completions(body: CompletionRequest, http: Request) -> Response:
             yield _stream_error(error)
         finally:
             cancel.cancel()
-            await pump.close()
+            await stream.close()
 
     def _completion_delta(delta: Delta, index: int, totals: list[int]) -> bytes:
         if delta.usage is not None:

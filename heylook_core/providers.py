@@ -226,15 +226,13 @@ class ThreadedProvider(Provider):
             worker.stop()
             self.worker = None
 
-    async def chat(self, request: ChatRequest, cancel: CancelToken) -> AsyncIterator[Delta]:
-        async for delta in self._require_worker().stream(lambda: self.chat_sync(request, cancel), cancel):
-            yield delta
+    def chat(self, request: ChatRequest, cancel: CancelToken) -> AsyncIterator[Delta]:
+        return self._require_worker().stream(lambda: self.chat_sync(request, cancel), cancel)
 
-    async def complete(
+    def complete(
         self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken
     ) -> AsyncIterator[Delta]:
-        async for delta in self._require_worker().stream(lambda: self.complete_sync(request, prompt, cancel), cancel):
-            yield delta
+        return self._require_worker().stream(lambda: self.complete_sync(request, prompt, cancel), cancel)
 
     async def embed(self, request: EmbeddingRequest, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         return await self._require_worker().call(self.embed_sync, request, inputs)

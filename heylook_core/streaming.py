@@ -1,8 +1,8 @@
 """Server-sent events in the framing OpenAI clients parse, and the JSON shapes of generation results.
 
 Per token the hot path formats one ``data:`` line from a prebuilt prefix, the JSON-escaped text and a suffix; no
-dict is built and nothing waits on a timer. A :class:`Pump` moves deltas from the provider into a small queue so
-that the response can send ``: ping`` comments while a long prompt is processed.
+dict is built and nothing waits on a timer. A :class:`PrimedStream` lets a route wait for the first delta before it
+answers, and sends ``: ping`` comments while a long prompt is processed.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,81 +31,58 @@ def error_event(error: HeylookError) -> bytes:
     return sse(error.to_body())
 
 
-class _Raised:
-    __slots__ = ("error",)
+class PrimedStream:
+    """A delta stream whose first item is awaited in a task of its own.
 
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
+    The route waits for that first item (or its error) before the HTTP response starts, so an error before the first
+    token keeps its status; while a long prompt is processed the response sends a ping every ``ping_interval``
+    seconds. After the first item the stream is read directly by the response: no task, queue or timer sits on the
+    per-token path.
+    """
 
-
-class Pump:
-    """Reads an async iterator in a task into a bounded queue; :meth:`get` also returns pings when idle."""
-
-    def __init__(self, source: AsyncIterator[Any], *, ping_interval: float = 15.0, size: int = 64) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(size)
+    def __init__(self, source: AsyncIterator[Any], *, ping_interval: float = 15.0) -> None:
+        self.source = source
         self.ping_interval = ping_interval
-        self.last = time.monotonic()
-        self._task = asyncio.create_task(self._run(source))
-        self._pinger = asyncio.create_task(self._ping())
+        self._first: asyncio.Future[Any] = asyncio.ensure_future(self._next())
 
-    async def _run(self, source: AsyncIterator[Any]) -> None:
+    async def _next(self) -> Any:
         try:
-            async for item in source:
-                await self.queue.put(item)
-            await self.queue.put(_END)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as error:
-            await self.queue.put(_Raised(error))
-        finally:
-            closer = getattr(source, "aclose", None)
-            if closer is not None:
-                with contextlib.suppress(BaseException):
-                    await closer()
+            return await self.source.__anext__()
+        except StopAsyncIteration:
+            return _END
 
-    async def _ping(self) -> None:
-        while True:
-            await asyncio.sleep(self.ping_interval)
-            if time.monotonic() - self.last >= self.ping_interval and self.queue.empty():
-                with contextlib.suppress(asyncio.QueueFull):
-                    self.queue.put_nowait(_PING)
-
-    async def first(self, timeout: float) -> Any:
-        """The first item, raising the source's error; ``_PING`` when none came within ``timeout``."""
-        try:
-            item = await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return _PING
-        return self._unwrap(item)
-
-    def _unwrap(self, item: Any) -> Any:
-        if isinstance(item, _Raised):
-            raise item.error
-        return item
+    async def wait_first(self, timeout: float) -> bool:
+        """Whether the first item came within ``timeout`` seconds; raises the source's error if it failed."""
+        done, _ = await asyncio.wait({self._first}, timeout=timeout)
+        if done:
+            self._first.result()
+        return bool(done)
 
     async def __aiter__(self) -> AsyncIterator[Any]:
-        queue = self.queue
-        while True:
-            item = await queue.get()
-            if item is _END:
-                return
-            self.last = time.monotonic()
-            yield self._unwrap(item)
+        while not self._first.done():
+            done, _ = await asyncio.wait({self._first}, timeout=self.ping_interval)
+            if not done:
+                yield _PING
+        first = self._first.result()
+        if first is _END:
+            return
+        yield first
+        async for item in self.source:
+            yield item
 
     async def close(self) -> None:
-        for task in (self._task, self._pinger):
-            task.cancel()
-        for task in (self._task, self._pinger):
+        if not self._first.done():
+            self._first.cancel()
+        with contextlib.suppress(BaseException):
+            await self._first
+        closer = getattr(self.source, "aclose", None)
+        if closer is not None:
             with contextlib.suppress(BaseException):
-                await task
+                await closer()
 
 
 def is_ping(item: Any) -> bool:
     return item is _PING
-
-
-def is_end(item: Any) -> bool:
-    return item is _END
 
 
 # -- chat ----------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from heylook_core.runner import CancelToken, ModelWorker, WorkerStoppedError
-from heylook_core.streaming import Pump, is_ping
+from heylook_core.streaming import PrimedStream, is_ping
 
 
 async def test_every_call_runs_on_the_same_thread() -> None:
@@ -102,15 +102,26 @@ async def test_cancel_stops_the_generator_on_its_thread() -> None:
     worker.stop()
 
 
-async def test_pump_sends_pings_while_idle() -> None:
+async def test_primed_stream_pings_until_the_first_item() -> None:
     async def slow() -> object:
         await asyncio.sleep(0.35)
         yield "token"
+        yield "next"
 
-    pump = Pump(slow(), ping_interval=0.1)
-    first = await pump.first(5)
-    assert is_ping(first) or first == "token"
-    items = [item async for item in pump]
-    await pump.close()
-    assert items[-1] == "token"
-    assert sum(1 for item in [first, *items] if is_ping(item)) >= 2
+    stream = PrimedStream(slow(), ping_interval=0.1)
+    assert await stream.wait_first(0.05) is False
+    items = [item async for item in stream]
+    await stream.close()
+    assert items[-2:] == ["token", "next"]
+    assert sum(1 for item in items if is_ping(item)) >= 2
+
+
+async def test_primed_stream_reports_an_early_error() -> None:
+    async def failing() -> object:
+        raise ValueError("before the first token")
+        yield  # pragma: no cover
+
+    stream = PrimedStream(failing())
+    with pytest.raises(ValueError, match="before the first token"):
+        await stream.wait_first(1)
+    await stream.close()
