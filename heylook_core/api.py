@@ -17,12 +17,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
 
 from heylook_core.errors import BadRequestError, HeylookError, UnsupportedError
 from heylook_core.generation import apply_defaults, check_request, collect, split_reasoning
-from heylook_core.images import resolve_images
+from heylook_core.images import attach_uploads, resolve_images
 from heylook_core.middleware import GenerationContext, compose
 from heylook_core.providers import Capability
 from heylook_core.runner import CancelToken
@@ -132,6 +133,31 @@ def _stream_error(error: BaseException) -> bytes:
 
 @v1.post("/chat/completions")
 async def chat_completions(body: ChatRequest, http: Request) -> Response:
+    return await _chat(body, http)
+
+
+@v1.post("/chat/completions/multipart")
+async def chat_completions_multipart(
+    http: Request,
+    request: str = Form(..., description="the chat request as JSON, as for /v1/chat/completions"),
+    images: list[UploadFile] = File(default_factory=list, description="image files"),
+) -> Response:
+    """A chat request with images as raw file parts.
+
+    An image part whose URL is ``upload:N`` (or ``upload:NAME``) takes the N-th uploaded file (or the one named
+    NAME); uploaded files no part refers to are added, in order, to the last user message.
+    """
+    try:
+        body = ChatRequest.model_validate_json(request)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "request"
+        raise BadRequestError(f"request.{where}: {first['msg']}", param=f"request.{where}") from None
+    await attach_uploads(body, images)
+    return await _chat(body, http)
+
+
+async def _chat(body: ChatRequest, http: Request) -> Response:
     server = server_of(http)
     slot = _prepare(server, body, Capability.CHAT)
     if body.has_images():

@@ -14,9 +14,10 @@ import socket
 from urllib.parse import urlsplit
 
 import httpx
+from fastapi import UploadFile
 
 from heylook_core.errors import BadRequestError
-from heylook_core.types import ChatRequest, ImagePart
+from heylook_core.types import ChatRequest, ImagePart, ImageURL, TextPart
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
@@ -90,3 +91,46 @@ async def resolve_images(request: ChatRequest, allow_remote: bool) -> None:
                 part.image_url.url = await _fetch(url, param)
             else:
                 raise BadRequestError(f"unsupported image URL scheme '{scheme}'", param=param)
+
+
+async def attach_uploads(request: ChatRequest, uploads: list[UploadFile]) -> None:
+    """Put uploaded image files into the request as data URLs (see ``/v1/chat/completions/multipart``)."""
+    urls: list[str] = []
+    for index, upload in enumerate(uploads):
+        kind = (upload.content_type or "").split(";")[0].strip()
+        if not kind.startswith("image/"):
+            raise BadRequestError(
+                f"upload {index} ('{upload.filename}') is not an image (content type '{kind}')", param="images"
+            )
+        data = await upload.read()
+        if not data:
+            raise BadRequestError(f"upload {index} ('{upload.filename}') is empty", param="images")
+        if len(data) > MAX_IMAGE_BYTES:
+            raise BadRequestError(f"upload {index} is larger than {MAX_IMAGE_BYTES} bytes", param="images")
+        urls.append(f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}")
+    names = {upload.filename: index for index, upload in enumerate(uploads) if upload.filename}
+    used: set[int] = set()
+    for message in request.messages:
+        if not isinstance(message.content, list):
+            continue
+        for part in message.content:
+            if isinstance(part, ImagePart) and part.image_url.url.startswith("upload:"):
+                ref = part.image_url.url.removeprefix("upload:").removeprefix("//")
+                index = int(ref) if ref.isdigit() else names.get(ref, -1)
+                if not 0 <= index < len(urls):
+                    raise BadRequestError(
+                        f"image part refers to '{part.image_url.url}', which was not uploaded", param="request.messages"
+                    )
+                part.image_url.url = urls[index]
+                used.add(index)
+    rest = [url for index, url in enumerate(urls) if index not in used]
+    if not rest:
+        return
+    target = next((m for m in reversed(request.messages) if m.role == "user"), None)
+    if target is None:
+        raise BadRequestError("uploaded images need a user message to go with", param="images")
+    parts = (
+        [TextPart(type="text", text=target.content)] if isinstance(target.content, str) else list(target.content or [])
+    )
+    parts += [ImagePart(type="image_url", image_url=ImageURL(url=url)) for url in rest]
+    target.content = parts

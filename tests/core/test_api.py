@@ -475,3 +475,43 @@ def test_cors_off_by_default_and_on_for_listed_origins(make_client: Any) -> None
     assert response.headers["access-control-allow-origin"] == "http://ui.local"
     other = client.options("/v1/chat/completions", headers={**preflight, "Origin": "http://evil.local"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_multipart_chat_with_uploaded_images(make_client: Any) -> None:
+    client = make_client()
+    png = ("cat.png", b"\x89PNG fake bytes", "image/png")
+    request = json.dumps({"messages": user("describe"), "max_tokens": 3})
+    response = client.post("/v1/chat/completions/multipart", data={"request": request}, files=[("images", png)] * 2)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "[2 images] describe"
+    referenced = json.dumps(
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "this"},
+                        {"type": "image_url", "image_url": {"url": "upload:cat.png"}},
+                    ],
+                }
+            ]
+        }
+    )
+    response = client.post("/v1/chat/completions/multipart", data={"request": referenced}, files=[("images", png)])
+    assert response.json()["choices"][0]["message"]["content"] == "[1 image] this"
+    streamed = json.dumps({"messages": user("go"), "stream": True})
+    events = sse_events(
+        client.post("/v1/chat/completions/multipart", data={"request": streamed}, files=[("images", png)]).text
+    )
+    assert events[-1] == "[DONE]"
+    text = ("notes.txt", b"hello", "text/plain")
+    error = assert_error(
+        client.post("/v1/chat/completions/multipart", data={"request": request}, files=[("images", text)]), 400
+    )
+    assert "not an image" in error["message"]
+    assert_error(client.post("/v1/chat/completions/multipart", data={"request": "{not json"}), 400)
+    assert_error(client.post("/v1/chat/completions/multipart", data={"request": json.dumps({"messages": []})}), 400)
+    dangling = json.dumps(
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "upload:3"}}]}]}
+    )
+    assert_error(client.post("/v1/chat/completions/multipart", data={"request": dangling}), 400)

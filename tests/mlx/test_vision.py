@@ -69,3 +69,25 @@ def test_bad_images_are_rejected(client: openai.OpenAI) -> None:
         client.chat.completions.create(model="tiny", messages=message(data_url((1, 2, 3), (8, 8))), max_tokens=2)
     with pytest.raises(openai.BadRequestError, match="logprobs"):
         ask(client, message(data_url((1, 2, 3), (8, 8))), logprobs=True)
+
+
+def test_multipart_upload_matches_data_url(client: openai.OpenAI) -> None:
+    import json
+
+    import httpx
+
+    red = data_url((255, 0, 0), (64, 64))
+    expected = ask(client, message(red))
+    png = base64.b64decode(red.split(",", 1)[1])
+    # the same message, the image sent as a file part that the image part refers to
+    body = {"model": "tiny-vl", "max_tokens": 8, "temperature": 0, "messages": message("upload:red.png")}
+    response = httpx.post(
+        f"{client.base_url}chat/completions/multipart",
+        data={"request": json.dumps(body)},
+        files=[("images", ("red.png", png, "image/png"))],
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    reply = response.json()
+    assert reply["choices"][0]["message"]["content"] == expected.choices[0].message.content
+    assert reply["usage"]["prompt_tokens"] == expected.usage.prompt_tokens
