@@ -1,0 +1,1 @@
+"""Request analytics for heylook: one DuckDB row per chat or completion generation, no content."""
