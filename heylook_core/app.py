@@ -80,7 +80,9 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str | None]
     first = errors[0]
     if first.get("type") == "json_invalid":
         return f"request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", None
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    loc = [str(part) for part in first.get("loc", ())]
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
     # Union members show up in the location (``str``, ``list[...]``); keep the field names only.
     loc = [part for part in loc if not any(mark in part for mark in ("[", "function-", "literal["))]
     param = ".".join(loc) or None

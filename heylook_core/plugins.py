@@ -202,10 +202,10 @@ class PluginHost:
 
         for impl in self.pm.hook.register_providers.get_hookimpls():
             if impl.plugin is plugin:
-                impl.function(register=register_provider)
+                impl.function(**_kwargs(impl, register=register_provider))
         for impl in self.pm.hook.register_models.get_hookimpls():
             if impl.plugin is plugin:
-                impl.function(register=register_model)
+                impl.function(**_kwargs(impl, register=register_model))
 
     # -- hooks -----------------------------------------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class PluginHost:
         """Each plugin's wrapper for this generation, in hook call order (the first is outermost)."""
         result: list[tuple[str, Wrapper]] = []
         for impl in reversed(self.pm.hook.wrap_generation.get_hookimpls()):
-            wrapper = impl.function(request=request, context=context)
+            wrapper = impl.function(**_kwargs(impl, request=request, context=context))
             if wrapper is not None:
                 result.append((impl.plugin_name, wrapper))
         return result
@@ -263,7 +263,7 @@ class PluginHost:
     def register_commands(self, cli: argparse._SubParsersAction) -> None:
         for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
             try:
-                impl.function(cli=cli)
+                impl.function(**_kwargs(impl, cli=cli))
             except Exception as error:
                 record = self.records.get(impl.plugin_name)
                 if record is not None:

@@ -180,3 +180,21 @@ def test_provider_errors_pass_through_wrappers_unblamed(make_client: Any) -> Non
     client = make_client(FAST, plugins=[("upper", Upper())])
     error = assert_error(client.post("/v1/chat/completions", json={"messages": user("!error")}), 502)
     assert "upper" not in error["message"]
+
+
+class ContextOnly:
+    """A wrapper hook that takes only ``context``: hook implementations may take any subset of the arguments."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[str] = []
+
+    @hookimpl
+    def wrap_generation(self, context: GenerationContext) -> None:
+        self.endpoints.append(context.endpoint)
+
+
+def test_hook_may_take_a_subset_of_arguments(make_client: Any) -> None:
+    plugin = ContextOnly()
+    client = make_client(FAST, plugins=[("context-only", plugin)])
+    assert content(client.post("/v1/chat/completions", json={"messages": user("x")})) == "x"
+    assert plugin.endpoints == ["chat"]
