@@ -8,7 +8,7 @@ from typing import Any
 from heylook_core.config import ConfiguredModel, SamplingDefaults
 from heylook_core.errors import UnsupportedError
 from heylook_core.providers import SAMPLING_PARAMETERS, Capability
-from heylook_core.types import ChatRequest, ChatResult, CompletionRequest, Delta, SamplingParams, Usage
+from heylook_core.types import ChatRequest, ChatResult, Delta, SamplingParams
 
 
 class StopMatcher:
@@ -184,14 +184,9 @@ async def collect(deltas: AsyncIterator[Delta]) -> ChatResult:
     return result
 
 
-def completion_limit(request: ChatRequest | CompletionRequest, default: int) -> int:
-    return request.max_tokens if request.max_tokens is not None else default
-
-
 __all__ = [
     "StopMatcher",
     "ThinkSplitter",
-    "Usage",
     "apply_defaults",
     "check_request",
     "collect",
