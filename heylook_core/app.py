@@ -22,6 +22,7 @@ from heylook_core.metrics import Metrics
 from heylook_core.plugins import PluginHost
 from heylook_core.router import Router
 from heylook_core.security import AssumeJSON, BodyLimit, require_admin_key
+from heylook_core.service import GenerationService
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Server:
         self.metrics = Metrics()
         self.config_path: str | None = None
         self.retiring: asyncio.Task[None] | None = None
+        self.generation = GenerationService(self)
 
 
 def build_server(
@@ -161,6 +163,9 @@ def create_app(server: Server) -> FastAPI:
         return JSONResponse(body, status_code=500)
 
     app.include_router(v1)
+    from heylook_core.protocols import openai
+
+    app.include_router(openai.router)
     from heylook_core.audio_api import audio_router
 
     app.include_router(audio_router)

@@ -34,11 +34,13 @@ class GenerationContext:
 
     model_id: str
     provider: str
-    endpoint: str  # "chat" or "completion"
+    endpoint: str  # the kind of generation: "chat" or "completion"
     request_id: str
     stream: bool
     headers: Mapping[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # free for wrappers to share data within one request
+    protocol: str = "openai"  # the wire protocol: "openai", "openai-responses", "anthropic", "ollama", a plugin's own
+    route: str = ""  # the HTTP route it came in on, such as "/v1/chat/completions" or "/v1/responses"
 
 
 def compose(wrappers: list[tuple[str, Wrapper]], innermost: CallNext) -> CallNext:

@@ -1,0 +1,205 @@
+"""The generation service: the one path from a protocol's request to typed events, under every wire protocol.
+
+A wire protocol (OpenAI Chat Completions, Completions, the Responses API, or one a plugin adds through
+``register_routes``) is a thin adapter: it translates its request into the core's internal request (a
+:class:`~heylook_core.types.ChatRequest` or :class:`~heylook_core.types.CompletionRequest`), asks the service to
+:meth:`~GenerationService.prepare` it, reads the :class:`~heylook_core.types.Delta` events that
+:meth:`~GenerationService.generate` yields, and writes them in its own frames.
+
+``prepare`` does everything that decides whether and how a request runs, once and in one place: resolve the model,
+check its capability, check every parameter the client set against what the model honours, apply the image
+policy, then fill the parameters the client left unset from the model's and the server's defaults (only those the
+model honours). ``generate`` runs the plugins' ``wrap_generation`` chain around the innermost call, which admits the
+request to the model (router queue), calls the provider and splits reasoning out of the text. A request that a
+wrapper rewrote goes through the same ``prepare`` again.
+
+Events are :class:`~heylook_core.types.Delta`: text, reasoning, tool-call fragments and logprobs as they are
+produced, then one last event with ``finish_reason`` and ``usage``. A provider that ends without that last event is
+a provider bug: the service logs it and ends the stream with ``finish_reason = "stop"`` and the usage it has.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from heylook_core.generation import check_request, collect, split_reasoning
+from heylook_core.images import resolve_images
+from heylook_core.middleware import GenerationContext, compose
+from heylook_core.providers import Capability
+from heylook_core.runner import CancelToken
+from heylook_core.streaming import PrimedStream
+from heylook_core.types import ChatRequest, ChatResult, CompletionRequest, Delta, SamplingParams, Usage
+
+if TYPE_CHECKING:
+    from heylook_core.app import Server
+    from heylook_core.config import ConfiguredModel
+    from heylook_core.router import ModelSlot
+
+logger = logging.getLogger(__name__)
+
+FIRST_DELTA_WAIT_S = 10.0
+GenerationRequest = ChatRequest | CompletionRequest
+
+# Defaults that the core applies itself, whatever the provider declares.
+CORE_DEFAULTS = frozenset({"max_tokens"})
+
+
+@dataclass
+class Prepared:
+    """A request that passed :meth:`GenerationService.prepare`: its model and where it came from."""
+
+    slot: ModelSlot
+    request: GenerationRequest
+    capability: Capability
+    protocol: str
+    route: str
+
+    @property
+    def model_id(self) -> str:
+        return self.slot.id
+
+    @property
+    def model(self) -> ConfiguredModel:
+        return self.slot.model
+
+
+def apply_model_defaults(
+    request: SamplingParams, model: ConfiguredModel, server_defaults: Mapping[str, object]
+) -> None:
+    """Fill what the request left unset: the model's defaults first, then the server's, where the model honours them.
+
+    A model's own default that it cannot honour is refused when the configuration loads; a server-wide default
+    applies to the models that honour it.
+    """
+    fields = type(request).model_fields
+    for defaults in (model.entry.defaults.values(), server_defaults):
+        for name, value in defaults.items():
+            if name not in fields or getattr(request, name, None) is not None:
+                continue
+            if name in CORE_DEFAULTS or name in model.parameters:
+                setattr(request, name, value)
+
+
+class GenerationService:
+    """Prepares requests and runs generations for every protocol adapter; one per server."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    async def prepare(
+        self, request: GenerationRequest, *, protocol: str = "openai", route: str = "", slot: ModelSlot | None = None
+    ) -> Prepared:
+        """Resolve, check and complete ``request``; raises a :class:`~heylook_core.errors.HeylookError` (a 4xx)."""
+        server = self.server
+        if slot is None:
+            slot = server.router.resolve(request.model)
+        capability = Capability.CHAT if isinstance(request, ChatRequest) else Capability.COMPLETION
+        check_request(slot.model, request, capability)
+        if isinstance(request, ChatRequest) and request.has_images():
+            await resolve_images(request, server.settings.server.allow_remote_images)
+        apply_model_defaults(request, slot.model, server.settings.defaults.values())
+        return Prepared(slot, request, capability, protocol, route)
+
+    def generate(
+        self,
+        prepared: Prepared,
+        cancel: CancelToken,
+        *,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        prompt: str | list[int] | None = None,
+    ) -> AsyncIterator[Delta]:
+        """The event stream of one generation (for a completion, of one of its prompts)."""
+        server = self.server
+        body = prepared.request
+        slot = prepared.slot
+        chat = isinstance(body, ChatRequest)
+
+        async def innermost(request: GenerationRequest) -> AsyncIterator[Delta]:
+            target = slot
+            if request is not body:  # a wrapper rewrote it: validated and prepared again, as a client's request is
+                request = type(body).model_validate(_fields_of(request))
+                again = await self.prepare(request, protocol=prepared.protocol, route=prepared.route)
+                request, target = again.request, again.slot
+            think_tags = target.model.entry.think_tags if chat else []
+            async with server.router.acquire(target) as provider:
+                if isinstance(request, ChatRequest):
+                    stream = provider.chat(request, cancel)
+                else:
+                    text = prompt if prompt is not None else request.prompts()[0]
+                    stream = provider.complete(request, text, cancel)
+                async for delta in _finished(split_reasoning(stream, think_tags), target, cancel):
+                    yield delta
+
+        if not server.host.has_wrappers():
+            return innermost(body)
+        context = GenerationContext(
+            model_id=slot.id,
+            provider=slot.model.entry.provider,
+            endpoint="chat" if chat else "completion",
+            request_id=request_id or uuid.uuid4().hex,
+            stream=body.stream,
+            headers=dict(headers or {}),
+            protocol=prepared.protocol,
+            route=prepared.route,
+        )
+        return compose(server.host.wrappers(body, context), innermost)(body)
+
+    async def complete(
+        self,
+        prepared: Prepared,
+        *,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        prompt: str | list[int] | None = None,
+    ) -> ChatResult:
+        """Run one generation to its end and join its events."""
+        cancel = CancelToken()
+        try:
+            return await collect(self.generate(prepared, cancel, request_id=request_id, headers=headers, prompt=prompt))
+        finally:
+            cancel.cancel()
+
+    @staticmethod
+    async def primed(deltas: AsyncIterator[Delta], wait: float = FIRST_DELTA_WAIT_S) -> PrimedStream:
+        """Wait (a while) for the first event, so that an error before it keeps its HTTP status."""
+        stream = PrimedStream(deltas)
+        try:
+            await stream.wait_first(wait)
+        except BaseException:
+            await stream.close()
+            raise
+        return stream
+
+
+def _fields_of(request: object) -> dict[str, object]:
+    data = dict(getattr(request, "__dict__", {}))
+    data.update(getattr(request, "model_extra", None) or {})
+    return data
+
+
+async def _finished(deltas: AsyncIterator[Delta], slot: ModelSlot, cancel: CancelToken) -> AsyncIterator[Delta]:
+    """Pass events through; end a stream that lacks its last event the documented way, and log the provider bug."""
+    finished = False
+    usage: Usage | None = None
+    async for delta in deltas:
+        if delta.finish_reason is not None:
+            finished = True
+        if delta.usage is not None:
+            usage = delta.usage
+        yield delta
+    if not finished and not cancel.cancelled:
+        logger.warning(
+            "model '%s' (provider '%s'): the provider ended without its last event (finish_reason and usage); "
+            "ending the stream with finish_reason 'stop' -- a provider bug",
+            slot.id,
+            slot.model.entry.provider,
+        )
+        yield Delta(finish_reason="stop", usage=usage or Usage())
+
+
+__all__ = ["FIRST_DELTA_WAIT_S", "GenerationService", "Prepared", "apply_model_defaults"]
