@@ -30,6 +30,7 @@ def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HEYLOOK_API_KEY", raising=False)
     monkeypatch.delenv("HEYLOOK_ADMIN_KEY", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))  # stored responses
     monkeypatch.chdir(tmp_path)
 
 

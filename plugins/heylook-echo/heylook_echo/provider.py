@@ -124,7 +124,9 @@ class EchoProvider(ThreadedProvider):
             text = f"[{images} image{'s' if images > 1 else ''}] {text}"
         if request.response_format is not None and request.response_format.type != "text":
             text = json.dumps({"echo": text})
-        if request.tools and request.tool_choice != "none":
+        if request.messages[-1].role == "tool":  # a tool's result: answer with it, as a model would
+            text = f"the tool said: {request.messages[-1].text()}"
+        elif request.tools and request.tool_choice != "none":
             yield from self._tool_call(request, text, prompt_tokens)
             return
         if request.enable_thinking:
