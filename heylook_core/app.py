@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from heylook_core.config import Settings, load_settings
@@ -21,7 +21,7 @@ from heylook_core.errors import BadRequestError, ConfigError, HeylookError
 from heylook_core.metrics import Metrics
 from heylook_core.plugins import PluginHost
 from heylook_core.router import Router
-from heylook_core.security import AssumeJSON, BodyLimit, require_admin_key
+from heylook_core.security import BodyLimit, RequestGuard, require_admin_key, require_api_key
 from heylook_core.service import GenerationService
 
 logger = logging.getLogger(__name__)
@@ -183,7 +183,12 @@ def create_app(server: Server) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.add_middleware(AssumeJSON)
+    app.add_middleware(
+        RequestGuard,
+        allowed_hosts=server.settings.server.allowed_hosts,
+        cors_origins=server.settings.server.cors_origins,
+        bind_host=server.settings.server.host,
+    )
     app.add_middleware(BodyLimit, limit=server.settings.server.max_body_bytes)
     app.add_middleware(server.metrics.middleware)
     return app
@@ -201,6 +206,8 @@ def _ops_routes() -> APIRouter:
     @ops.get("/health")
     async def health(request: Request) -> dict[str, Any]:
         server: Server = request.app.state.heylook
+        if server.settings.server.api_keys:
+            return {"status": "ok"}  # with keys required, what is served is for key holders (/v1/models)
         return {
             "status": "ok",
             "models": server.settings.model_ids(),
@@ -208,14 +215,16 @@ def _ops_routes() -> APIRouter:
             "failed_plugins": [r.name for r in server.host.failed()],
         }
 
-    @ops.get("/-/plugins")
+    @ops.get("/-/plugins", dependencies=[Depends(require_api_key)])
     async def plugins(request: Request) -> dict[str, Any]:
         return request.app.state.heylook.host.report()
 
-    @ops.get("/metrics", response_class=PlainTextResponse)
-    async def metrics(request: Request) -> str:
+    @ops.get("/metrics", response_class=Response, dependencies=[Depends(require_api_key)])
+    async def metrics(request: Request) -> Response:
+        from heylook_core.metrics import CONTENT_TYPE
+
         server: Server = request.app.state.heylook
-        return server.metrics.render(server.router)
+        return Response(server.metrics.render(server.router), media_type=CONTENT_TYPE)
 
     admin = APIRouter(prefix="/v1/admin", dependencies=[Depends(require_admin_key)])
 

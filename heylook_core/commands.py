@@ -49,16 +49,28 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from heylook_core.app import build_server, create_app
+    from heylook_core.config import parse_keys
 
     server = build_server(args.config, preload=args.model_id, host=args.plugin_host)
     settings = server.settings.server
-    if args.api_key:
-        settings.api_keys = [args.api_key]
-    host = args.host or settings.host
+    if args.api_key is not None:
+        keys = parse_keys(args.api_key, "--api-key")
+        if settings.api_keys:
+            logger.warning("--api-key replaces the %d configured API key(s)", len(settings.api_keys))
+        settings.api_keys = keys
+    settings.host = args.host or settings.host  # the Host check accepts the bind address
+    host = settings.host
     port = settings.port if args.port is None else args.port
     for record in server.host.failed():
         logger.warning("plugin '%s' failed to load: %s", record.name, record.error)
     app = create_app(server)
+    if settings.api_keys:
+        logger.info("API keys required on /v1/*, /metrics and /-/* (%d key(s))", len(settings.api_keys))
+    else:
+        from heylook_core.security import is_loopback_host
+
+        log = logger.info if is_loopback_host(host) else logger.warning
+        log("no API key required: any client that can reach %s:%d may use it (set HEYLOOK_API_KEY)", host, port)
     logger.info("heylook listening on http://%s:%d/v1", host, port)
     uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=10)
     return 0

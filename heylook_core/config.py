@@ -8,6 +8,7 @@ key, raised before the server starts. Each model's ``[models.config]`` is valida
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -28,10 +29,12 @@ if TYPE_CHECKING:
 
 CONFIG_NAME = "models.toml"
 
+logger = logging.getLogger(__name__)
+
 
 class _Strict(BaseModel):
     # strict: TOML has real types, so "yes" is not a bool and "8080" is not a port
-    model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 class SamplingDefaults(_Strict):
@@ -93,6 +96,33 @@ class ServerSettings(_Strict):
     responses_path: str | None = Field(default=None, description="the SQLite file; default: the user data dir")
     responses_max_count: int = Field(default=1000, ge=1, description="stored responses kept, oldest out first")
     responses_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="bytes of stored responses kept")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host names served besides loopback")
+    max_image_pixels: int = Field(default=50_000_000, ge=1, description="larger images (width x height) get 400")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_blank_keys(cls, value: list[str]) -> list[str]:
+        if any(not key.strip() for key in value):
+            raise ValueError("api_keys holds a blank key; remove it (an empty list turns keys off)")
+        return [key.strip() for key in value]
+
+    @field_validator("admin_key")
+    @classmethod
+    def _no_blank_admin_key(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("admin_key is blank; remove the key to turn admin routes off")
+        return value.strip() if value is not None else None
+
+
+def parse_keys(value: str, source: str) -> list[str]:
+    """Keys from a comma list (``HEYLOOK_API_KEY``, ``--api-key``); a blank entry is a :class:`ConfigError`."""
+    keys = [key.strip() for key in value.split(",")]
+    if any(not key for key in keys):
+        raise ConfigError(
+            f"{source} holds a blank API key ({value!r}); give one or more keys separated by commas, "
+            "or unset it to use [server] api_keys"
+        )
+    return keys
 
 
 class ConfigFile(_Strict):
@@ -252,10 +282,20 @@ def load_settings(
         default = models[0].id
     server = file.server.model_copy()
     env_keys = os.environ.get("HEYLOOK_API_KEY")
-    if env_keys:
-        server.api_keys = [key.strip() for key in env_keys.split(",") if key.strip()]
-    if os.environ.get("HEYLOOK_ADMIN_KEY"):
-        server.admin_key = os.environ["HEYLOOK_ADMIN_KEY"]
+    if env_keys:  # an empty variable counts as unset; a blank key (" ", ",") is an error, never "no keys"
+        keys = parse_keys(env_keys, "HEYLOOK_API_KEY")
+        if server.api_keys:
+            logger.warning(
+                "HEYLOOK_API_KEY replaces the %d API key(s) of [server] api_keys in %s", len(server.api_keys), source
+            )
+        server.api_keys = keys
+    env_admin = os.environ.get("HEYLOOK_ADMIN_KEY")
+    if env_admin:
+        if not env_admin.strip():
+            raise ConfigError("HEYLOOK_ADMIN_KEY is blank; unset it, or give a key")
+        if server.admin_key:
+            logger.warning("HEYLOOK_ADMIN_KEY replaces [server] admin_key in %s", source)
+        server.admin_key = env_admin.strip()
     return Settings(
         server=server,
         default_model=default,

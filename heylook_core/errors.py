@@ -14,6 +14,7 @@ bodies themselves: they raise, and one exception handler renders ``{"error": {..
     +-- NotFoundError                   404 invalid_request_error
     |   +-- ModelNotFoundError          404 invalid_request_error, code model_not_found
     +-- PayloadTooLargeError            413 invalid_request_error
+    +-- UnsupportedMediaTypeError       415 invalid_request_error
     +-- RateLimitError                  429 rate_limit_error
     +-- ServiceUnavailableError         503 server_error (queue full, model loading) with Retry-After
     |   +-- ModelLoadError              503 server_error, code model_load_failed
@@ -94,7 +95,8 @@ class ModelNotFoundError(NotFoundError):
 
     def __init__(self, model_id: str, available: list[str]) -> None:
         listed = ", ".join(available) if available else "none"
-        super().__init__(f"model '{model_id}' not found; available models: {listed}", param="model")
+        shown = model_id if len(model_id) <= 64 else model_id[:64] + "..."  # never echo a long name back whole
+        super().__init__(f"model '{shown}' not found; available models: {listed}", param="model")
         self.model_id = model_id
         self.available = available
 
@@ -103,6 +105,12 @@ class PayloadTooLargeError(HeylookError):
     status_code = 413
     error_type = "invalid_request_error"
     default_code = "request_too_large"
+
+
+class UnsupportedMediaTypeError(HeylookError):
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_media_type"
 
 
 class RateLimitError(HeylookError):
@@ -123,10 +131,17 @@ class ServiceUnavailableError(HeylookError):
 class ModelLoadError(ServiceUnavailableError):
     default_code = "model_load_failed"
 
-    def __init__(self, model_id: str, reason: str) -> None:
-        super().__init__(f"model '{model_id}' failed to load: {reason}", retry_after=5)
+    def __init__(self, model_id: str, reason: str, *, kind: str | None = None) -> None:
+        """``reason`` is the detail for the log; with ``kind`` (a short reason class without paths or exception
+        text), the client sees only the kind. The router raises it that way; providers may raise it with a reason."""
+        if kind is None:
+            message = f"model '{model_id}' failed to load: {reason}"
+        else:
+            message = f"model '{model_id}' failed to load: {kind}; the server log has the details"
+        super().__init__(message, retry_after=5)
         self.model_id = model_id
         self.reason = reason
+        self.kind = kind
 
 
 class ProviderError(HeylookError):

@@ -1,24 +1,80 @@
-"""Prometheus text metrics: requests by route and status, request durations, model states."""
+"""Prometheus metrics through ``prometheus-client``: requests by route and status, time spent, model states.
+
+Every label value is bounded and comes from the server, never from the client: ``path`` is the template of the
+route that answered (``/v1/models/{model_id:path}``), or ``unmatched`` for requests no route took (404s, requests
+refused before routing); ``method`` is one of the standard methods or ``other``; ``model`` is a configured model
+id. The exposition library escapes every value. Each :class:`Metrics` has its own ``CollectorRegistry``, so several
+servers in one process (tests) keep separate counts.
+"""
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
 if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from heylook_core.router import Router
 
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+UNMATCHED = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_label(scope: Scope) -> str:
+    """The template of the route that handled the request (set in the scope by the router), else ``unmatched``."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+class _ModelCollector(Collector):
+    """Model gauges read from the router at scrape time (ids from the configuration only)."""
+
+    def __init__(self) -> None:
+        self.router: Router | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        loaded = GaugeMetricFamily("heylook_model_loaded", "Whether a model is loaded.", labels=["model"])
+        in_flight = GaugeMetricFamily(
+            "heylook_model_in_flight", "Requests admitted to a model (running or waiting).", labels=["model"]
+        )
+        if self.router is not None:
+            for slot in self.router.slots.values():
+                loaded.add_metric([slot.id], int(slot.state == "loaded"))
+                in_flight.add_metric([slot.id], slot.in_flight)
+        yield loaded
+        yield in_flight
+
 
 class Metrics:
     def __init__(self) -> None:
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.seconds: Counter[tuple[str, str]] = Counter()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "heylook_requests",
+            "HTTP requests by method, route and status.",
+            ["method", "path", "status"],
+            registry=self.registry,
+        )
+        self.seconds = Counter(
+            "heylook_request_seconds",
+            "Time spent answering requests, by method and route.",
+            ["method", "path"],
+            registry=self.registry,
+        )
+        self._models = _ModelCollector()
+        self.registry.register(self._models)
         metrics = self
 
         class Middleware:
+            """Pure ASGI: one count per request, read when the response has ended; nothing per streamed chunk."""
+
             def __init__(self, app: ASGIApp) -> None:
                 self.app = app
 
@@ -37,36 +93,15 @@ class Metrics:
                 try:
                     await self.app(scope, receive, record)
                 finally:
-                    path = scope.get("path", "")
-                    key = (scope.get("method", ""), path if path.startswith(("/v1/", "/health", "/-/")) else "other")
-                    metrics.requests[(*key, status[0])] += 1
-                    metrics.seconds[key] += time.perf_counter() - started
+                    method = scope.get("method", "")
+                    method = method if method in _METHODS else "other"
+                    path = route_label(scope)
+                    metrics.requests.labels(method, path, str(status[0])).inc()
+                    metrics.seconds.labels(method, path).inc(time.perf_counter() - started)
 
         self.middleware: Any = Middleware
 
-    def render(self, router: Router) -> str:
-        lines = [
-            "# HELP heylook_requests_total HTTP requests by method, path and status.",
-            "# TYPE heylook_requests_total counter",
-        ]
-        for (method, path, status), count in sorted(self.requests.items()):
-            lines.append(f'heylook_requests_total{{method="{method}",path="{path}",status="{status}"}} {count}')
-        lines += [
-            "# HELP heylook_request_seconds_total Time spent answering requests.",
-            "# TYPE heylook_request_seconds_total counter",
-        ]
-        for (method, path), seconds in sorted(self.seconds.items()):
-            lines.append(f'heylook_request_seconds_total{{method="{method}",path="{path}"}} {seconds:.6f}')
-        lines += [
-            "# HELP heylook_model_loaded Whether a model is loaded.",
-            "# TYPE heylook_model_loaded gauge",
-        ]
-        for slot in router.slots.values():
-            lines.append(f'heylook_model_loaded{{model="{slot.id}"}} {int(slot.state == "loaded")}')
-        lines += [
-            "# HELP heylook_model_in_flight Requests admitted to a model (running or waiting).",
-            "# TYPE heylook_model_in_flight gauge",
-        ]
-        for slot in router.slots.values():
-            lines.append(f'heylook_model_in_flight{{model="{slot.id}"}} {slot.in_flight}')
-        return "\n".join(lines) + "\n"
+    def render(self, router: Router) -> bytes:
+        """The exposition text (``CONTENT_TYPE``) with the model gauges of ``router``."""
+        self._models.router = router
+        return generate_latest(self.registry)

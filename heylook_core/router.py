@@ -57,6 +57,22 @@ class ModelSlot:
         }
 
 
+def _load_failure(error: Exception, provider: str) -> tuple[str, str]:
+    """The detail of a load failure (for the log) and its reason class (for the client: no paths, no backend text)."""
+    if isinstance(error, ModelLoadError):
+        return error.reason, "the backend could not load it"
+    if isinstance(error, HeylookError):
+        return error.message, "the backend could not load it"
+    if isinstance(error, ImportError):
+        detail = f"{error}; run 'heylookllm doctor' to see what provider '{provider}' needs"
+        return detail, f"a library that provider '{provider}' needs is missing (see 'heylookllm doctor')"
+    if isinstance(error, MemoryError):
+        return f"{type(error).__name__}: {error}", "not enough memory"
+    if isinstance(error, OSError):
+        return f"{type(error).__name__}: {error}", f"a model file could not be read ({type(error).__name__})"
+    return f"{type(error).__name__}: {error}", f"the backend raised {type(error).__name__}"
+
+
 class Router:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
@@ -165,16 +181,9 @@ class Router:
                     provider_class = spec.factory()
                     provider = provider_class(slot.id, slot.model.config)
                     await provider.load()
-                except ModelLoadError:
-                    raise
-                except ImportError as error:
-                    raise ModelLoadError(
-                        slot.id, f"{error}; run 'heylookllm doctor' to see what provider '{spec.name}' needs"
-                    ) from error
-                except HeylookError as error:
-                    raise ModelLoadError(slot.id, error.message) from error
                 except Exception as error:
-                    raise ModelLoadError(slot.id, f"{type(error).__name__}: {error}") from error
+                    detail, kind = _load_failure(error, spec.name)
+                    raise ModelLoadError(slot.id, detail, kind=kind) from error
                 slot.provider = provider
                 slot.state = "loaded"
                 slot.last_error = None
@@ -185,8 +194,13 @@ class Router:
         except BaseException as error:
             slot.state = "unloaded"
             slot.provider = None
-            slot.last_error = str(getattr(error, "message", error))
-            logger.error("%s", slot.last_error)
+            cause = error.__cause__
+            if isinstance(error, ModelLoadError):  # the log (and last_error) keep the detail; clients get the kind
+                slot.last_error = f"model '{slot.id}' failed to load: {error.reason}"
+            else:
+                slot.last_error = str(getattr(error, "message", error))
+            unexpected = cause is not None and not isinstance(cause, (HeylookError, ImportError))
+            logger.error("%s", slot.last_error, exc_info=cause if unexpected else None)
             raise
         finally:
             slot.load_task = None

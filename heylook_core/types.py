@@ -8,17 +8,34 @@ results.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+
+MAX_MODEL_NAME = 256  # longer ``model`` values are a 400; error messages show a prefix only
+
+ModelName = Annotated[str, Field(max_length=MAX_MODEL_NAME)]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Requests
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _finite(value: Any, where: str) -> None:
+    """Raise for NaN or an infinity anywhere in ``value`` (parameters outside the schema included)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            _finite(item, where)
 
 
 class ImageURL(_Strict):
@@ -117,15 +134,37 @@ class Tool(_Strict):
     function: FunctionDef
 
 
+class ToolChoiceFunctionName(_Strict):
+    name: str = Field(min_length=1)
+
+
+class ToolChoiceFunction(_Strict):
+    """``{"type": "function", "function": {"name": "..."}}``: call this tool."""
+
+    type: Literal["function"]
+    function: ToolChoiceFunctionName
+
+
+# Validated as ToolChoiceFunction, handed on as the plain dict providers (and llama.cpp) expect.
+ToolChoice = (
+    Literal["none", "auto", "required"]
+    | Annotated[
+        ToolChoiceFunction,
+        AfterValidator(lambda choice: choice.model_dump()),
+        PlainSerializer(lambda choice: choice, return_type=dict[str, Any]),
+    ]
+)
+
+
 Stop = str | list[str] | None
 
 
 class SamplingParams(BaseModel):
     """Sampling parameters shared by chat and completions. ``None`` means "not set": defaults fill it."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
 
-    model: str | None = None
+    model: ModelName | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
@@ -162,6 +201,12 @@ class SamplingParams(BaseModel):
                 raise ValueError(f"logit_bias values lie in [-100, 100]; got {bias}")
         return value
 
+    @model_validator(mode="after")
+    def _finite_extras(self) -> SamplingParams:
+        for key, value in (self.model_extra or {}).items():
+            _finite(value, key)
+        return self
+
     def stop_list(self) -> list[str]:
         if self.stop is None:
             return []
@@ -181,7 +226,7 @@ class ChatRequest(SamplingParams):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     enable_thinking: bool | None = None
 
@@ -195,6 +240,10 @@ class ChatRequest(SamplingParams):
             raise ValueError("top_logprobs needs logprobs = true")
         if self.tool_choice is not None and not self.tools:
             raise ValueError("tool_choice needs tools")
+        if isinstance(self.tool_choice, dict):
+            name = self.tool_choice["function"]["name"]
+            if not any(tool.function.name == name for tool in self.tools or []):
+                raise ValueError(f"tool_choice names the function '{name[:64]}', which is not in tools")
         return self
 
     def has_images(self) -> bool:
@@ -230,7 +279,7 @@ class CompletionRequest(SamplingParams):
 class EmbeddingRequest(_Strict):
     """``POST /v1/embeddings``."""
 
-    model: str | None = None
+    model: ModelName | None = None
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
@@ -255,7 +304,7 @@ class EmbeddingRequest(_Strict):
 class HiddenStatesRequest(_Strict):
     """``POST /v1/hidden_states``: per-token outputs of one layer."""
 
-    model: str | None = None
+    model: ModelName | None = None
     input: str | list[str] = Field(min_length=1)
     layer: int = -2
     max_length: int | None = Field(default=None, ge=1)
@@ -269,14 +318,14 @@ class HiddenStatesRequest(_Strict):
 class BatchChatRequest(_Strict):
     """``POST /v1/batch/chat/completions``: several chat requests answered together, in order."""
 
-    model: str | None = None
+    model: ModelName | None = None
     requests: list[ChatRequest] = Field(min_length=1, max_length=256)
 
 
 class TokenizeRequest(_Strict):
     """``POST /v1/tokenize``."""
 
-    model: str | None = None
+    model: ModelName | None = None
     input: str
     add_special_tokens: bool = True
 
@@ -284,7 +333,9 @@ class TokenizeRequest(_Strict):
 class TranscriptionRequest(BaseModel):
     """The parameters of ``POST /v1/audio/transcriptions`` (the audio itself arrives as :class:`AudioInput`)."""
 
-    model: str | None = None
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    model: ModelName | None = None
     language: str | None = None
     prompt: str | None = None
     response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] = "json"

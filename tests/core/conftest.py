@@ -51,7 +51,7 @@ def make_client(write_config: Callable[[str], Path]) -> Iterator[Callable[..., T
 
     def make(text: str = EXAMPLE, plugins: list[tuple[str, object]] = ()) -> TestClient:
         server = build_server(write_config(text), extra_plugins=plugins)
-        client = TestClient(create_app(server), raise_server_exceptions=False)
+        client = TestClient(create_app(server), base_url="http://127.0.0.1", raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
         return client

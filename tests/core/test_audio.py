@@ -92,7 +92,7 @@ def _chat_only_plugin() -> types.ModuleType:
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     config = write_config(tmp_path_factory.mktemp("audio"), CONFIG)
     server = build_server(config, extra_plugins=[("chat_only", _chat_only_plugin())])
-    with TestClient(create_app(server)) as test_client:
+    with TestClient(create_app(server), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 

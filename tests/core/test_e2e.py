@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from heylook_core.testing import ServerProcess, serve
 from tests.core.conftest import EXAMPLE
@@ -84,9 +85,9 @@ def test_midstream_error_raises_api_error(client: openai.OpenAI) -> None:
 
 
 def _in_flight(server: ServerProcess, model: str) -> int:
-    metrics = httpx.get(server.url + "/metrics").text
-    line = next(line for line in metrics.splitlines() if line.startswith(f'heylook_model_in_flight{{model="{model}"}}'))
-    return int(line.rsplit(" ", 1)[1])
+    families = text_string_to_metric_families(httpx.get(server.url + "/metrics").text)
+    family = next(f for f in families if f.name == "heylook_model_in_flight")
+    return int(next(s.value for s in family.samples if s.labels["model"] == model))
 
 
 def test_client_disconnect_cancels_generation(server: ServerProcess) -> None:

@@ -12,7 +12,7 @@ from heylook_core.app import build_server, create_app
 from tests.core.conftest import EXAMPLE
 
 _config = Path(tempfile.mkdtemp()) / "models.toml"
-_config.write_text(EXAMPLE)
+_config.write_text(EXAMPLE + '\n[server]\nallowed_hosts = ["testserver"]\n')  # schemathesis sends Host: testserver
 app = create_app(build_server(_config))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 

@@ -139,7 +139,7 @@ def test_register_models_are_served_without_config() -> None:
     server = build_server(extra_plugins=[("offers", Offers())])
     assert server.settings.source == "plugins"
     assert "offered-echo" in server.settings.model_ids()
-    with TestClient(create_app(server)) as client:
+    with TestClient(create_app(server), base_url="http://127.0.0.1") as client:
         body = client.post(
             "/v1/chat/completions",
             json={"model": "offered-echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
@@ -151,7 +151,7 @@ def test_startup_and_shutdown_order() -> None:
     events: list[str] = []
     plugins = [("first", Lifecycle("first", events)), ("second", Lifecycle("second", events))]
     server = build_server(extra_plugins=plugins)
-    with TestClient(create_app(server)):
+    with TestClient(create_app(server), base_url="http://127.0.0.1"):
         # hook call order: the most recently registered plugin first
         assert events == ["start second 1", "start first 1"]
     assert events[2:] == ["stop first", "stop second"]
@@ -169,7 +169,7 @@ class FailsToStart:
 
 def test_failing_startup_hook_is_isolated() -> None:
     server = build_server(extra_plugins=[("fails", FailsToStart())])
-    with TestClient(create_app(server)) as client:
+    with TestClient(create_app(server), base_url="http://127.0.0.1") as client:
         response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
         assert response.status_code == 200
         record = next(p for p in client.get("/-/plugins").json()["plugins"] if p["name"] == "fails")
@@ -178,7 +178,7 @@ def test_failing_startup_hook_is_isolated() -> None:
 
 def test_register_routes() -> None:
     server = build_server(extra_plugins=[("routes", Routes())])
-    with TestClient(create_app(server)) as client:
+    with TestClient(create_app(server), base_url="http://127.0.0.1") as client:
         assert client.get("/-/hello").json() == {"hello": "world"}
 
 

@@ -59,6 +59,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
     config = write_config(tmp_path_factory.mktemp("config"), config_text(MODEL_PATH))
     with serve(config, args=["--model-id", "whisper"], timeout=120) as process:
         client = openai.OpenAI(base_url=process.base_url, api_key="unused", max_retries=0, timeout=300)
+        client.process = process  # type: ignore[attr-defined]  # for tests that read the server log
         yield client
 
 
@@ -186,11 +187,13 @@ def test_prompt_temperature_and_english_language(server: openai.OpenAI, clips: d
     assert all(s.temperature == 0.0 for s in result.segments or [])
 
 
-def test_a_model_that_cannot_load_names_the_path(server: openai.OpenAI, clips: dict[str, Path]) -> None:
+def test_a_model_that_cannot_load_logs_the_path(server: openai.OpenAI, clips: dict[str, Path]) -> None:
     with pytest.raises(openai.APIStatusError) as caught, clips["hello"].open("rb") as handle:
         server.audio.transcriptions.create(model="broken", file=handle)
     assert caught.value.status_code == 503
-    assert "/nonexistent/whisper-folder" in caught.value.message
+    assert "'broken'" in caught.value.message
+    assert "/nonexistent/whisper-folder" not in caught.value.message  # clients get a reason class
+    assert "/nonexistent/whisper-folder" in server.process.log()  # type: ignore[attr-defined]
 
 
 def test_offered_tiny_model_serves_without_a_config(tmp_path: Path, clips: dict[str, Path]) -> None:

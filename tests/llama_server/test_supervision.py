@@ -116,9 +116,10 @@ def test_failed_start_reports_exit_code_and_output(write_config, gemma: Path, tm
         with pytest.raises(openai.APIStatusError) as caught:
             client.chat.completions.create(model="broken", messages=ask("Hi"), max_tokens=4)
         assert caught.value.status_code == 503
-        message = str(caught.value)
-        assert "exited with code" in message
-        assert "gguf" in message.lower()  # the child's own words about the file
+        assert "'broken'" in str(caught.value) and str(broken) not in str(caught.value)
+        log = server.log()  # clients get a reason class; the log has the detail
+        assert "exited with code" in log
+        assert "gguf" in log.lower()  # the child's own words about the file
 
 
 def test_missing_model_file_is_named(write_config, tmp_path: Path) -> None:
@@ -128,7 +129,9 @@ def test_missing_model_file_is_named(write_config, tmp_path: Path) -> None:
             server.base_url + "/chat/completions", json={"model": "gone", "messages": ask("Hi")}, timeout=60
         )
         assert response.status_code == 503
-        assert "nowhere.gguf" in response.json()["error"]["message"]
+        assert "'gone'" in response.json()["error"]["message"]
+        assert "nowhere.gguf" not in response.json()["error"]["message"]
+        assert "nowhere.gguf" in server.log()
 
 
 def test_cli_reports_and_installs_the_binary(binary: Path) -> None:
