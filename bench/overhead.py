@@ -3,6 +3,9 @@
 Both servers run under uvicorn (same loop and HTTP implementation) as subprocesses on loopback; one client process
 measures them alternately. Non-streamed: sequential requests, p50/p99 latency and requests/s. Streamed: chunks/s
 over long streams. Run: ``python bench/overhead.py`` (after ``pip install . ./plugins/heylook-echo``).
+
+Protocol adapters: the same generation (same prompt, same tokens) through each wire protocol heylook serves, in the
+same run, against Chat Completions: p50 per non-streamed request and token events per second streamed.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -85,13 +89,67 @@ def measure_stream(client: httpx.Client, url: str, streams: int, tokens: int) ->
     return chunks / (time.perf_counter() - start)
 
 
+# Each protocol: its route, a request body for (prompt, max tokens, stream), and the prefix of an SSE/NDJSON line that
+# carries one token.
+PROTOCOLS: dict[str, tuple[str, Callable[[str, int, bool], dict[str, Any]], bytes]] = {
+    "chat completions": (
+        "/v1/chat/completions",
+        lambda text, tokens, stream: {
+            "model": "echo",
+            "messages": [{"role": "user", "content": text}],
+            "max_tokens": tokens,
+            "stream": stream,
+        },
+        b'data: {"id":',
+    ),
+    "responses": (
+        "/v1/responses",
+        lambda text, tokens, stream: {
+            "model": "echo",
+            "input": text,
+            "max_output_tokens": tokens,
+            "stream": stream,
+            "store": False,
+        },
+        b'data: {"type":"response.output_text.delta"',
+    ),
+}
+
+
+def measure_protocol(client: httpx.Client, url: str, name: str, count: int, streams: int, tokens: int) -> dict:
+    route, body_for, token_line = PROTOCOLS[name]
+    body = body_for("hello there general", 16, False)
+    for _ in range(20):
+        client.post(url + route, json=body)
+    latencies = []
+    for _ in range(count):
+        t = time.perf_counter()
+        response = client.post(url + route, json=body)
+        latencies.append(time.perf_counter() - t)
+        assert response.status_code == 200, response.text
+    events = 0
+    body = body_for("go", tokens, True)
+    start = time.perf_counter()
+    for _ in range(streams):
+        with client.stream("POST", url + route, json=body) as response:
+            tail = b""  # the client reads raw bytes, so that its own parsing weighs the same for every protocol
+            for chunk in response.iter_raw():
+                data = tail + chunk
+                events += data.count(token_line)
+                tail = data[-(len(token_line) - 1) :]
+    elapsed = time.perf_counter() - start
+    return {"p50_ms": percentile(latencies, 0.5) * 1000, "events_per_s": events / elapsed, "events": events}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--streams", type=int, default=10)
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS), help="protocol columns, comma-separated")
     args = parser.parse_args()
+    protocols = [name for name in args.protocols.split(",") if name]
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "models.toml"
@@ -124,6 +182,7 @@ def main() -> None:
         ]
         env = {"HEYLOOK_LOAD_PLUGINS": "echo"}
         results: dict[str, list[dict[str, float]]] = {"bare": [], "heylook": []}
+        adapters: dict[str, list[dict[str, float]]] = {name: [] for name in protocols}
         with run_server(heylook_cmd, heylook_port, env) as heylook_url, run_server(bare_cmd, bare_port, {}) as bare_url:
             with httpx.Client(timeout=60) as client:
                 for _ in range(args.rounds):  # alternate so both see the same machine state
@@ -131,6 +190,11 @@ def main() -> None:
                         stats = measure_requests(client, url, args.requests)
                         stats["chunks_per_s"] = measure_stream(client, url, args.streams, args.tokens)
                         results[name].append(stats)
+                    for name in protocols:  # the same generation through each protocol, alternating
+                        stats = measure_protocol(
+                            client, heylook_url, name, args.requests // 2, args.streams, args.tokens
+                        )
+                        adapters[name].append(stats)
 
     def med(name: str, key: str) -> float:
         return statistics.median(r[key] for r in results[name])
@@ -150,6 +214,27 @@ def main() -> None:
     print(
         f"\nAdded per request at p50: {added:.3f} ms (target: under 1 ms). Medians of {args.rounds} rounds, "
         f"{args.requests} requests and {args.streams} streams of {args.tokens} tokens per round."
+    )
+
+    if not protocols:
+        return
+    base = protocols[0]
+
+    def amed(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in adapters[name])
+
+    print(f"\n| protocol | p50 non-streamed (ms) | token events/s streamed | per token vs {base} |")
+    print("| --- | --- | --- | --- |")
+    for name in protocols:
+        extra = 1 / amed(name, "events_per_s") - 1 / amed(base, "events_per_s")
+        ratio = amed(base, "events_per_s") / amed(name, "events_per_s") - 1
+        print(
+            f"| {name} | {amed(name, 'p50_ms'):.3f} | {amed(name, 'events_per_s'):.0f} | "
+            f"{ratio * 100:+.1f} % ({extra * 1e6:+.1f} us) |"
+        )
+    print(
+        f"\nEach protocol streamed {adapters[base][0]['events']:.0f} token events per round "
+        "(target: under 5 % per token)."
     )
 
 

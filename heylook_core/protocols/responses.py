@@ -364,6 +364,8 @@ class ResponseBuilder:
         self.reasoning_pieces = 0
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self._pieces: list[str] = []  # the open message's text, joined when it closes
+        self._text_prefix: bytes | None = None  # its output_text.delta frame up to the sequence number
 
     def _event(self, kind: str, **fields: Any) -> bytes:
         if not self.stream:
@@ -391,6 +393,9 @@ class ResponseBuilder:
         out = b""
         if item["type"] == "message":
             part = item["content"][0]
+            part["text"] = "".join(self._pieces)
+            self._pieces = []
+            self._text_prefix = None
             out += self._event(
                 "response.output_text.done",
                 item_id=item["id"],
@@ -433,6 +438,12 @@ class ResponseBuilder:
         if self.stream:
             shown = dict(item, content=[]) if part is not None else item
             out += self._event("response.output_item.added", output_index=index, item=json.loads(_dumps(shown)))
+        if self.stream and item["type"] == "message":
+            self._text_prefix = (
+                "event: response.output_text.delta\ndata: "
+                + _dumps({"type": "response.output_text.delta", "item_id": item["id"], "output_index": index})[:-1]
+                + ',"content_index":0,"logprobs":[],"sequence_number":'
+            ).encode()
         if part is not None:
             item["content"].append(part)
             out += self._event(
@@ -441,6 +452,17 @@ class ResponseBuilder:
         return out
 
     def feed(self, delta: Delta) -> bytes:
+        current = self.current
+        if (
+            self._text_prefix is not None
+            and current is not None
+            and current["type"] == "message"
+            and not (delta.reasoning or delta.tool_calls or delta.logprobs or delta.finish_reason or delta.usage)
+        ):  # the per-token path: one text piece, formatted from a prebuilt prefix
+            self._pieces.append(delta.text)
+            sequence = self.sequence
+            self.sequence += 1
+            return self._text_prefix + (str(sequence) + ',"delta":' + _dumps(delta.text) + "}\n\n").encode()
         out = b""
         if delta.reasoning:
             if self.current is None or self.current["type"] != "reasoning":
@@ -470,7 +492,7 @@ class ResponseBuilder:
             item = self.current
             assert item is not None
             part = item["content"][0]
-            part["text"] += delta.text
+            self._pieces.append(delta.text)
             logprobs = _logprobs(delta.logprobs)
             part["logprobs"].extend(logprobs)
             out += self._event(
