@@ -264,6 +264,31 @@ def test_turned_off_records_nothing(tmp_path: Path) -> None:
         client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
         reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "not counted"}])
         assert reply.choices[0].message.content == "not counted"
-        assert summary(server) == {"enabled": False, "hours": 24.0, "models": []}
-        assert httpx.get(server.url + "/-/analytics/recent", timeout=10).json() == {"enabled": False, "data": []}
+        off = "turned off (HEYLOOK_ANALYTICS=0)"
+        assert summary(server) == {"enabled": False, "reason": off, "hours": 24.0, "models": []}
+        recent_rows = httpx.get(server.url + "/-/analytics/recent", timeout=10).json()
+        assert recent_rows == {"enabled": False, "reason": off, "data": []}
     assert not db.exists() and not db.parent.exists()
+
+
+def test_routes_need_a_key_when_keys_are_required(tmp_path: Path) -> None:
+    env = env_for(tmp_path / "analytics.duckdb", HEYLOOK_API_KEY="k1")
+    with serve(write_config(tmp_path, CONFIG), env=env) as server:
+        for path in ("/-/analytics", "/-/analytics/recent"):
+            assert httpx.get(server.url + path, timeout=10).status_code == 401
+            wrong = httpx.get(server.url + path, headers={"Authorization": "Bearer nope"}, timeout=10)
+            assert wrong.status_code == 401
+            keyed = httpx.get(server.url + path, headers={"Authorization": "Bearer k1"}, timeout=10)
+            assert keyed.status_code == 200 and keyed.json()["enabled"] is True
+
+
+def test_a_second_server_on_the_same_database_says_so(tmp_path: Path) -> None:
+    db = tmp_path / "shared.duckdb"
+    config = write_config(tmp_path, CONFIG)
+    with serve(config, env=env_for(db)) as first, serve(config, env=env_for(db)) as second:
+        assert f"analytics: {db} is in use by another process" in second.log()
+        assert summary(second)["enabled"] is False
+        assert summary(second)["reason"] == "the database is in use by another process"
+        client = openai.OpenAI(base_url=second.base_url, api_key="unused", max_retries=0)
+        assert client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}]).choices
+        assert summary(first)["enabled"] is True  # the first one keeps recording

@@ -28,9 +28,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from heylook_core import Delta, GenerationContext, hookimpl
+from heylook_core.security import require_api_key
 
 if TYPE_CHECKING:
     from heylook_analytics.store import Recorder
@@ -43,6 +44,7 @@ MAX_HOURS = 24 * 366
 MAX_RECENT = 1000
 
 _recorder: Recorder | None = None  # set by startup while recording is on
+_not_recording: str | None = None  # why recording is off, for the routes
 
 
 def enabled() -> bool:
@@ -63,14 +65,35 @@ def database_path() -> Path:
 
 @hookimpl
 def startup() -> None:
-    """Open the database (creating it and its folder if missing) and start the writer thread."""
-    global _recorder
+    """Open the database (creating it and its folder if missing) and start the writer thread.
+
+    DuckDB lets one process open a file for writing. A second server on the same file logs an error naming the
+    file and the holder, and serves without analytics (the routes say why).
+    """
+    global _recorder, _not_recording
+    _not_recording = None
     if not enabled():
+        _not_recording = "turned off (HEYLOOK_ANALYTICS=0)"
         logger.info("analytics: off (HEYLOOK_ANALYTICS=0)")
         return
+    import duckdb
+
     from heylook_analytics.store import Recorder
 
-    _recorder = Recorder(database_path())
+    path = database_path()
+    try:
+        _recorder = Recorder(path)
+    except duckdb.IOException as error:
+        if "lock" not in str(error).lower():
+            raise
+        _not_recording = "the database is in use by another process"
+        logger.error(
+            "analytics: %s is in use by another process, so this server records no analytics; give each server "
+            "its own HEYLOOK_ANALYTICS_DB (%s)",
+            path,
+            error,
+        )
+        return
     logger.info("analytics: recording to %s", _recorder.path)
 
 
@@ -162,24 +185,27 @@ def _row(
 
 @hookimpl
 def register_routes(router: APIRouter) -> None:
-    @router.get("/-/analytics", tags=["analytics"])
+    # With API keys required ([server] api_keys), the routes need one: rows carry request ids and error text.
+    keyed = [Depends(require_api_key)]
+
+    @router.get("/-/analytics", tags=["analytics"], dependencies=keyed)
     async def analytics_summary(
         hours: float = Query(24.0, gt=0, le=MAX_HOURS, description="how far back to look"),
     ) -> dict[str, Any]:
         """Per model: requests, errors, cancellations, tokens, median and p95 TTFT and tokens/s."""
         recorder = _recorder
         if recorder is None:
-            return {"enabled": False, "hours": hours, "models": []}
+            return {"enabled": False, "reason": _not_recording, "hours": hours, "models": []}
         return {"enabled": True, **await asyncio.to_thread(recorder.summary, hours)}
 
-    @router.get("/-/analytics/recent", tags=["analytics"])
+    @router.get("/-/analytics/recent", tags=["analytics"], dependencies=keyed)
     async def analytics_recent(
         limit: int = Query(50, ge=1, le=MAX_RECENT, description="how many rows, newest first"),
     ) -> dict[str, Any]:
         """The most recent recorded generations, newest first."""
         recorder = _recorder
         if recorder is None:
-            return {"enabled": False, "data": []}
+            return {"enabled": False, "reason": _not_recording, "data": []}
         return {"enabled": True, "data": await asyncio.to_thread(recorder.recent, limit)}
 
 
