@@ -30,7 +30,9 @@ from heylook_core.providers import (
     ThreadedProvider,
 )
 from heylook_core.runner import CancelToken, ModelWorker
-from heylook_core.types import Delta, TokenLogprob, TopLogprob, Usage
+from heylook_core.service import GenerationService, Prepared
+from heylook_core.streaming import is_ping
+from heylook_core.types import ChatRequest, ChatResult, CompletionRequest, Delta, TokenLogprob, TopLogprob, Usage
 
 __version__ = "0.1.0"
 
@@ -40,9 +42,13 @@ __all__ = [
     "BadRequestError",
     "CancelToken",
     "Capability",
+    "ChatRequest",
+    "ChatResult",
+    "CompletionRequest",
     "ConfigError",
     "Delta",
     "GenerationContext",
+    "GenerationService",
     "HeylookError",
     "ModelEntry",
     "ModelLoadError",
@@ -51,6 +57,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PluginError",
+    "Prepared",
     "Provider",
     "ProviderConfig",
     "ProviderError",
@@ -67,4 +74,5 @@ __all__ = [
     "Usage",
     "__version__",
     "hookimpl",
+    "is_ping",
 ]
