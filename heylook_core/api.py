@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -116,6 +117,10 @@ def model_card(server: Server, slot: ModelSlot) -> dict[str, Any]:
         "loaded": slot.state == "loaded",
         "state": slot.state,
         "description": entry.description,
+        # what Anthropic's clients read from a model (its models.list()); OpenAI clients ignore them
+        "type": "model",
+        "display_name": slot.id,
+        "created_at": datetime.fromtimestamp(server.started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if slot.model.unavailable:
         card["unavailable"] = slot.model.unavailable
@@ -127,7 +132,8 @@ def model_card(server: Server, slot: ModelSlot) -> dict[str, Any]:
 @v1.get("/models")
 async def list_models(http: Request) -> dict[str, Any]:
     server = server_of(http)
-    return {"object": "list", "data": [model_card(server, slot) for slot in server.router.slots.values()]}
+    data = [model_card(server, slot) for slot in server.router.slots.values()]
+    return {"object": "list", "data": data, "has_more": False}  # has_more: Anthropic's pager stops on it
 
 
 @v1.get("/models/{model_id:path}")

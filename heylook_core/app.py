@@ -163,10 +163,11 @@ def create_app(server: Server) -> FastAPI:
         return JSONResponse(body, status_code=500)
 
     app.include_router(v1)
-    from heylook_core.protocols import openai, responses
+    from heylook_core.protocols import anthropic, openai, responses
 
     app.include_router(openai.router)
     app.include_router(responses.router)
+    app.include_router(anthropic.router)
     from heylook_core.audio_api import audio_router
 
     app.include_router(audio_router)

@@ -92,6 +92,9 @@ class ServerSettings(_Strict):
     queue_timeout_s: float = Field(default=600.0, gt=0)
     max_audio_seconds: float = Field(default=4 * 3600.0, gt=0)
     allow_remote_images: bool = False
+    anthropic_default_model: str | None = Field(
+        default=None, description="the model that unknown model names on /v1/messages go to; off when unset"
+    )
     responses_persist: bool = Field(default=True, description="keep stored Responses API responses across restarts")
     responses_path: str | None = Field(default=None, description="the SQLite file; default: the user data dir")
     responses_max_count: int = Field(default=1000, ge=1, description="stored responses kept, oldest out first")

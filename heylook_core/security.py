@@ -38,14 +38,20 @@ def _matches(token: str, keys: list[str]) -> bool:
 
 
 async def require_api_key(request: Request) -> None:
-    """Dependency for ``/v1/*``: with API keys configured, a matching bearer token is required."""
+    """Dependency for ``/v1/*``: with API keys configured, a matching key is required, as a bearer token or in
+    ``x-api-key`` (Anthropic's clients send that header)."""
     keys = request.app.state.heylook.settings.server.api_keys
     if not keys:
         return
-    token = _bearer(request)
-    if token is None:
-        raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
-    if not _matches(token, keys):
+    tokens = [token for token in (_bearer(request), request.headers.get("x-api-key", "").strip()) if token]
+    if not tokens:
+        raise AuthenticationError(
+            "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'", code="missing_api_key"
+        )
+    found = False
+    for token in tokens:  # both are compared, so the time does not say which header held the key
+        found |= _matches(token, keys)
+    if not found:
         raise AuthenticationError("invalid API key")
 
 
