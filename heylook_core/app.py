@@ -167,6 +167,9 @@ def create_app(server: Server) -> FastAPI:
 
     app.include_router(openai.router)
     app.include_router(responses.router)
+    from heylook_core.protocols import ollama
+
+    app.include_router(ollama.router)
     app.include_router(anthropic.router)
     from heylook_core.audio_api import audio_router
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from heylook_core.hookspecs import hookimpl
 
@@ -72,8 +72,53 @@ def serve_command(args: argparse.Namespace) -> int:
         log = logger.info if is_loopback_host(host) else logger.warning
         log("no API key required: any client that can reach %s:%d may use it (set HEYLOOK_API_KEY)", host, port)
     logger.info("heylook listening on http://%s:%d/v1", host, port)
+    if settings.ollama_port is not None:
+        return _serve_with_ollama(app, host, port, settings.ollama_port, args.log_level)
     uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=10)
     return 0
+
+
+def _serve_with_ollama(app: Any, host: str, port: int, ollama_port: int, log_level: str | None) -> int:
+    """Serve ``app`` on ``port`` and, in the same process and event loop, on ``[server] ollama_port``.
+
+    The second listener starts once the first has run the app's startup (plugins, router, preloads) and runs no
+    lifespan of its own; when either stops (a signal, a port that is taken), the other stops too.
+    """
+    import asyncio
+
+    import uvicorn
+
+    from heylook_core.errors import ConfigError
+
+    if ollama_port == port:
+        raise ConfigError(f"[server] ollama_port = {ollama_port} is the main port; choose another (Ollama's is 11434)")
+    common = {"host": host, "log_level": log_level, "access_log": False, "timeout_graceful_shutdown": 10}
+    main = uvicorn.Server(uvicorn.Config(app, port=port, **common))
+    second = uvicorn.Server(uvicorn.Config(app, port=ollama_port, lifespan="off", **common))
+
+    async def serve(server: uvicorn.Server) -> bool:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits this way when it cannot bind its port
+            return False
+        return server.started
+
+    async def run() -> int:
+        first = asyncio.create_task(serve(main))
+        while not main.started and not first.done():
+            await asyncio.sleep(0.05)
+        if first.done():
+            return 0 if first.result() else 1
+        logger.info("Ollama API listening on http://%s:%d (ollama_port)", host, ollama_port)
+        other = asyncio.create_task(serve(second))
+        await asyncio.wait({first, other}, return_when=asyncio.FIRST_COMPLETED)
+        main.should_exit = second.should_exit = True
+        ok = all(await asyncio.gather(first, other))
+        if not ok:
+            logger.error("the Ollama listener on %s:%d could not start; stopping", host, ollama_port)
+        return 0 if ok else 1
+
+    return asyncio.run(run())
 
 
 def plugins_command(args: argparse.Namespace) -> int:

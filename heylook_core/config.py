@@ -99,6 +99,9 @@ class ServerSettings(_Strict):
     responses_path: str | None = Field(default=None, description="the SQLite file; default: the user data dir")
     responses_max_count: int = Field(default=1000, ge=1, description="stored responses kept, oldest out first")
     responses_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="bytes of stored responses kept")
+    ollama_port: int | None = Field(
+        default=None, ge=1, le=65535, description="a second listener for Ollama's clients (e.g. 11434); off when unset"
+    )
     allowed_hosts: list[str] = Field(default_factory=list, description="Host names served besides loopback")
     max_image_pixels: int = Field(default=50_000_000, ge=1, description="larger images (width x height) get 400")
 

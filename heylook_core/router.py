@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -42,10 +43,16 @@ class ModelSlot:
         self.last_used = 0.0
         self.last_error: str | None = None
         self.loads = 0
+        self.ttl_override: float | None = None  # set by a client (Ollama's keep_alive); math.inf: never unload
 
     @property
     def id(self) -> str:
         return self.model.id
+
+    @property
+    def ttl(self) -> float | None:
+        """Idle seconds before unloading: a client's override, else ``ttl_seconds``; ``None`` or ``inf``: never."""
+        return self.ttl_override if self.ttl_override is not None else self.model.entry.ttl_seconds
 
     def status(self) -> dict[str, Any]:
         return {
@@ -285,16 +292,31 @@ class Router:
         now = self.clock()
         expired = []
         for slot in list(self.slots.values()):
-            ttl = slot.model.entry.ttl_seconds
-            if ttl is None or slot.model.entry.pinned or slot.state != "loaded" or slot.in_flight:
+            ttl = slot.ttl
+            if ttl is None or math.isinf(ttl) or slot.model.entry.pinned or slot.state != "loaded" or slot.in_flight:
                 continue
             if now - slot.last_used >= ttl:
                 await self.unload(slot)
                 expired.append(slot.id)
         return expired
 
+    def set_ttl(self, slot: ModelSlot, seconds: float | None) -> None:
+        """Override ``slot``'s idle TTL (``math.inf`` keeps it loaded; ``None`` restores ``ttl_seconds``)."""
+        slot.ttl_override = seconds
+        if self._ttl_task is None and seconds is not None and not math.isinf(seconds):
+            self.start()
+
+    async def unload_idle(self, slot: ModelSlot) -> bool:
+        """Unload ``slot`` now unless it has requests in flight or is pinned; whether it is unloaded."""
+        if slot.in_flight or slot.model.entry.pinned:
+            return False
+        await self.unload(slot)
+        return slot.state == "unloaded"
+
     def start(self, interval: float = 1.0) -> None:
-        if any(s.model.entry.ttl_seconds for s in self.slots.values()):
+        if self._ttl_task is not None:
+            return
+        if any(s.ttl and not math.isinf(s.ttl) for s in self.slots.values()):
 
             async def loop() -> None:
                 while True:
