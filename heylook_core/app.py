@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from heylook_core.config import Settings, load_settings
 from heylook_core.errors import BadRequestError, ConfigError, HeylookError
+from heylook_core.faults import UnexpectedErrors
 from heylook_core.metrics import Metrics
 from heylook_core.plugins import PluginHost
 from heylook_core.router import Router
@@ -149,19 +150,6 @@ def create_app(server: Server) -> FastAPI:
         body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
         return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
-        logger.exception("unexpected error")
-        body = {
-            "error": {
-                "message": f"internal error: {type(error).__name__}",
-                "type": "server_error",
-                "param": None,
-                "code": None,
-            }
-        }
-        return JSONResponse(body, status_code=500)
-
     app.include_router(v1)
     from heylook_core.protocols import anthropic, openai, responses
 
@@ -195,6 +183,7 @@ def create_app(server: Server) -> FastAPI:
     )
     app.add_middleware(BodyLimit, limit=server.settings.server.max_body_bytes)
     app.add_middleware(server.metrics.middleware)
+    app.add_middleware(UnexpectedErrors)  # outermost of ours: an escaped exception is a 500, never a reset connection
     return app
 
 

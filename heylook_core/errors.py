@@ -157,9 +157,11 @@ class PluginError(HeylookError):
 
     default_code = "plugin_error"
 
-    def __init__(self, plugin: str, error: BaseException) -> None:
-        super().__init__(f"plugin '{plugin}' failed: {type(error).__name__}: {error}")
+    def __init__(self, plugin: str, error: BaseException, *, model_id: str | None = None) -> None:
+        model = f" while serving model '{model_id}'" if model_id else ""
+        super().__init__(f"plugin '{plugin}' failed{model} ({type(error).__name__}); the server log has the details")
         self.plugin = plugin
+        self.model_id = model_id
 
 
 class ConfigError(Exception):

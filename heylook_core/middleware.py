@@ -43,15 +43,17 @@ class GenerationContext:
     route: str = ""  # the HTTP route it came in on, such as "/v1/chat/completions" or "/v1/responses"
 
 
-def compose(wrappers: list[tuple[str, Wrapper]], innermost: CallNext) -> CallNext:
+def compose(
+    wrappers: list[tuple[str, Wrapper]], innermost: CallNext, context: GenerationContext | None = None
+) -> CallNext:
     """Stack ``wrappers`` around ``innermost``; built in reverse so the first wrapper is the outermost."""
     call = innermost
     for plugin, wrapper in reversed(wrappers):
-        call = _guard(plugin, wrapper, call)
+        call = _guard(plugin, wrapper, call, context)
     return call
 
 
-def _guard(plugin: str, wrapper: Wrapper, call_next: CallNext) -> CallNext:
+def _guard(plugin: str, wrapper: Wrapper, call_next: CallNext, context: GenerationContext | None) -> CallNext:
     async def guarded(request: Any) -> AsyncIterator[Delta]:
         downstream: list[BaseException] = []
 
@@ -71,7 +73,15 @@ def _guard(plugin: str, wrapper: Wrapper, call_next: CallNext) -> CallNext:
         except Exception as error:
             if any(error is seen for seen in downstream):
                 raise
-            logger.error("plugin '%s': generation wrapper raised: %s: %s", plugin, type(error).__name__, error)
-            raise PluginError(plugin, error) from error
+            model = f" serving model '{context.model_id}'" if context is not None else ""
+            logger.error(
+                "plugin '%s': generation wrapper raised%s: %s: %s",
+                plugin,
+                model,
+                type(error).__name__,
+                error,
+                exc_info=error,
+            )
+            raise PluginError(plugin, error, model_id=context.model_id if context else None) from error
 
     return guarded

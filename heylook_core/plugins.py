@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from heylook_core import hookspecs
-from heylook_core.errors import PluginLoadError
+from heylook_core.errors import HeylookError, PluginError, PluginLoadError
 
 if TYPE_CHECKING:
     import argparse
@@ -216,7 +216,23 @@ class PluginHost:
         """Each plugin's wrapper for this generation, in hook call order (the first is outermost)."""
         result: list[tuple[str, Wrapper]] = []
         for impl in reversed(self.pm.hook.wrap_generation.get_hookimpls()):
-            wrapper = impl.function(**_kwargs(impl, request=request, context=context))
+            try:
+                wrapper = impl.function(**_kwargs(impl, request=request, context=context))
+            except HeylookError:
+                raise
+            except Exception as error:  # the hook itself, not its wrapper, raised: attribute it the same way
+                record = self.records.get(impl.plugin_name)
+                origin = f" from {record.distribution} {record.version}" if record and record.distribution else ""
+                logger.error(
+                    "plugin '%s'%s: its wrap_generation hook raised serving model '%s': %s: %s",
+                    impl.plugin_name,
+                    origin,
+                    context.model_id,
+                    type(error).__name__,
+                    error,
+                    exc_info=error,
+                )
+                raise PluginError(impl.plugin_name, error, model_id=context.model_id) from error
             if wrapper is not None:
                 result.append((impl.plugin_name, wrapper))
         return result

@@ -26,7 +26,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from heylook_core.generation import check_request, collect, split_reasoning
+from heylook_core.errors import HeylookError
+from heylook_core.faults import internal_error, origin_of
+from heylook_core.generation import ThinkSplitter, check_request, collect
 from heylook_core.images import resolve_images
 from heylook_core.middleware import GenerationContext, compose
 from heylook_core.providers import Capability
@@ -37,6 +39,7 @@ from heylook_core.types import ChatRequest, ChatResult, CompletionRequest, Delta
 if TYPE_CHECKING:
     from heylook_core.app import Server
     from heylook_core.config import ConfiguredModel
+    from heylook_core.plugins import PluginHost
     from heylook_core.router import ModelSlot
 
 logger = logging.getLogger(__name__)
@@ -132,7 +135,7 @@ class GenerationService:
                 else:
                     text = prompt if prompt is not None else request.prompts()[0]
                     stream = provider.complete(request, text, cancel)
-                async for delta in _finished(split_reasoning(stream, think_tags), target, cancel):
+                async for delta in _events(stream, think_tags, target, server.host):
                     yield delta
 
         if not server.host.has_wrappers():
@@ -147,7 +150,7 @@ class GenerationService:
             protocol=prepared.protocol,
             route=prepared.route,
         )
-        return compose(server.host.wrappers(body, context), innermost)(body)
+        return compose(server.host.wrappers(body, context), innermost, context)(body)
 
     async def complete(
         self,
@@ -182,24 +185,50 @@ def _fields_of(request: object) -> dict[str, object]:
     return data
 
 
-async def _finished(deltas: AsyncIterator[Delta], slot: ModelSlot, cancel: CancelToken) -> AsyncIterator[Delta]:
-    """Pass events through; end a stream that lacks its last event the documented way, and log the provider bug."""
+async def _events(
+    deltas: AsyncIterator[Delta], tags: list[str], slot: ModelSlot, host: PluginHost
+) -> AsyncIterator[Delta]:
+    """A provider's deltas as the service's events, in one pass.
+
+    Splits reasoning out of the text between the model's think tags; ends a stream that lacks its last event the
+    documented way (``finish_reason = "stop"``, logged as a provider bug); turns an unexpected exception, or an item
+    that is not a :class:`Delta`, into one attributed log line and a sanitised 500.
+    """
+    splitter = ThinkSplitter(tags[0], tags[1]) if tags else None
     finished = False
     usage: Usage | None = None
-    async for delta in deltas:
-        if delta.finish_reason is not None:
-            finished = True
-        if delta.usage is not None:
-            usage = delta.usage
-        yield delta
-    if not finished and not cancel.cancelled:
+    try:
+        async for delta in deltas:
+            if type(delta) is not Delta and not isinstance(delta, Delta):
+                raise TypeError(f"the provider yielded a {type(delta).__name__}, not a heylook_core.Delta")
+            if splitter is not None:
+                if delta.text:
+                    content, reasoning = splitter.feed(delta.text)
+                    delta.text = content
+                    delta.reasoning += reasoning
+                if delta.finish_reason is not None:
+                    content, reasoning = splitter.flush()
+                    delta.text += content
+                    delta.reasoning += reasoning
+                if not (delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason or delta.logprobs):
+                    continue
+            if delta.finish_reason is not None:
+                finished = True
+            if delta.usage is not None:
+                usage = delta.usage
+            yield delta
+    except HeylookError:
+        raise
+    except Exception as error:
+        raise internal_error(host, slot, error, "generation failed") from error
+    if not finished:  # (a consumer that went away closed this generator at its last yield: no false alarm)
         logger.warning(
-            "model '%s' (provider '%s'): the provider ended without its last event (finish_reason and usage); "
-            "ending the stream with finish_reason 'stop' -- a provider bug",
-            slot.id,
-            slot.model.entry.provider,
+            "%s: the provider ended without its last event (finish_reason and usage); "
+            "ending the stream with finish_reason 'stop' (a provider bug)",
+            origin_of(host, slot),
         )
-        yield Delta(finish_reason="stop", usage=usage or Usage())
+        tail = splitter.flush() if splitter is not None else ("", "")
+        yield Delta(text=tail[0], reasoning=tail[1], finish_reason="stop", usage=usage or Usage())
 
 
 __all__ = ["FIRST_DELTA_WAIT_S", "GenerationService", "Prepared", "apply_model_defaults"]

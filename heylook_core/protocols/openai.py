@@ -112,7 +112,7 @@ async def _chat(body: ChatRequest, http: Request) -> Response:
                 yield PING if is_ping(item) else chunks.delta(item)
             yield chunks.end()
         except Exception as error:
-            yield error_event(stream_error(error))
+            yield error_event(stream_error(error)) + DONE  # clients that wait for [DONE] end
         finally:
             cancel.cancel()
             await stream.close()
@@ -195,7 +195,7 @@ async def completions(body: CompletionRequest, http: Request) -> Response:
                 )
             yield DONE
         except Exception as error:
-            yield error_event(stream_error(error))
+            yield error_event(stream_error(error)) + DONE  # clients that wait for [DONE] end
         finally:
             cancel.cancel()
             await stream.close()

@@ -173,7 +173,7 @@ def test_raising_wrapper_fails_request_and_names_plugin(make_client: Any, caplog
     assert "broken-mw" in error["message"] and "KeyError" in error["message"]
     assert any("broken-mw" in record.getMessage() for record in caplog.records)
     events = sse_events(client.post("/v1/chat/completions", json={"messages": user("x y"), "stream": True}).text)
-    assert "broken-mw" in events[-1]["error"]["message"]
+    assert "broken-mw" in events[-2]["error"]["message"] and events[-1] == "[DONE]"
 
 
 def test_provider_errors_pass_through_wrappers_unblamed(make_client: Any) -> None:
