@@ -65,7 +65,7 @@ def serve_command(args: argparse.Namespace) -> int:
         logger.warning("plugin '%s' failed to load: %s", record.name, record.error)
     app = create_app(server)
     if settings.api_keys:
-        logger.info("API keys required on /v1/*, /metrics and /-/* (%d key(s))", len(settings.api_keys))
+        logger.info("API keys required on /v1/*, /metrics and /-/plugins (%d key(s))", len(settings.api_keys))
     else:
         from heylook_core.security import is_loopback_host
 
