@@ -72,7 +72,16 @@ def build_server(
     return server
 
 
-def _error_response(error: HeylookError) -> JSONResponse:
+def _error_response(error: HeylookError, path: str = "") -> JSONResponse:
+    """``error`` in the error shape of the protocol that ``path`` belongs to (OpenAI's unless another's)."""
+    if path == "/" or path.startswith("/api/"):
+        from heylook_core.protocols.ollama import ollama_error
+
+        return ollama_error(error)
+    if path.startswith("/v1/messages"):
+        from heylook_core.protocols.anthropic import error_response
+
+        return error_response(error)
     return JSONResponse(error.to_body(), status_code=error.status_code, headers=error.headers)
 
 
@@ -133,8 +142,8 @@ def create_app(server: Server) -> FastAPI:
     app.state.heylook = server
 
     @app.exception_handler(HeylookError)
-    async def heylook_error(_: Request, error: HeylookError) -> JSONResponse:
-        return _error_response(error)
+    async def heylook_error(request: Request, error: HeylookError) -> JSONResponse:
+        return _error_response(error, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -144,11 +153,14 @@ def create_app(server: Server) -> FastAPI:
         return JSONResponse(body, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        kind = "invalid_request_error" if error.status_code < 500 else "server_error"
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         message = "no such route" if error.status_code == 404 else str(error.detail)
-        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
-        return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
+        shaped = BadRequestError(message) if error.status_code < 500 else HeylookError(message)
+        shaped.status_code = error.status_code
+        shaped.headers = dict(getattr(error, "headers", None) or {})
+        if error.status_code == 404:
+            shaped.code = None
+        return _error_response(shaped, request.url.path)
 
     app.include_router(v1)
     from heylook_core.protocols import anthropic, openai, responses
