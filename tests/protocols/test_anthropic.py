@@ -363,8 +363,8 @@ def test_images_base64(client: anthropic.Anthropic) -> None:
     assert message.content[0].text.startswith("[1 image] what")
 
 
-def test_slow_prompt_pings_are_skipped_by_the_sdk(server: ServerProcess) -> None:
-    # the SSE frames on the wire: event lines with the type, in Anthropic's order
+def test_wire_frames_name_their_event(server: ServerProcess) -> None:
+    """Each SSE frame has an ``event:`` line with the type its data holds, in Anthropic's order."""
     with httpx.stream(
         "POST",
         server.url + "/v1/messages",
@@ -384,7 +384,7 @@ def test_slow_prompt_pings_are_skipped_by_the_sdk(server: ServerProcess) -> None
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     config = CONFIG.replace('default_model = "echo-small"\n', "") + "\n"
-    config = f'[server]\napi_keys = ["{KEY}"]\nanthropic_default_model = "echo-small"\n' + config
+    config = f'[server]\napi_keys = ["{KEY}"]\nanthropic_default_model = "echo-small"\nmax_queue = 0\n' + config
     with _serve(tmp_path_factory.mktemp("anthropic-keyed"), config) as process:
         yield process
 
@@ -430,3 +430,17 @@ def test_fallback_model_answers_unknown_names(keyed: ServerProcess) -> None:
         headers={"Authorization": f"Bearer {KEY}"},
     )
     assert chat.status_code == 404
+
+
+def test_a_full_queue_is_a_529_overloaded_error(keyed: ServerProcess) -> None:
+    busy = {"model": "slow", "max_tokens": 1000, "stream": True, "messages": [{"role": "user", "content": "hold"}]}
+    with httpx.stream("POST", keyed.url + "/v1/messages", json=busy, headers={"x-api-key": KEY}) as held:
+        assert held.status_code == 200
+        lines = held.iter_lines()  # kept: a dropped iterator closes the response
+        next(lines)  # the slow model is busy for 30 s (until this stream closes), and max_queue = 0
+        with anthropic.Anthropic(base_url=keyed.url, api_key=KEY, max_retries=0) as sdk:
+            with pytest.raises(anthropic.OverloadedError) as caught:
+                sdk.messages.create(model="slow", max_tokens=1, messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 529
+    assert caught.value.body["error"]["type"] == "overloaded_error"
+    assert caught.value.response.headers.get("retry-after") == "1"
