@@ -15,13 +15,15 @@ class StopMatcher:
     """Finds stop sequences in streamed text, holding back only what could be the start of one.
 
     ``feed(text)`` returns ``(emit, stopped)``: the text that is safe to send and whether a stop sequence was
-    reached (the sequence and everything after it are dropped). ``flush()`` returns what was held back.
+    reached (the sequence and everything after it are dropped); ``matched`` is then that sequence (a provider puts it
+    in its last delta's ``stop_sequence``). ``flush()`` returns what was held back.
     """
 
-    __slots__ = ("stops", "_held", "_longest")
+    __slots__ = ("stops", "matched", "_held", "_longest")
 
     def __init__(self, stops: Iterable[str]) -> None:
         self.stops = [s for s in stops if s]
+        self.matched: str | None = None
         self._held = ""
         self._longest = max((len(s) for s in self.stops), default=0)
 
@@ -34,6 +36,7 @@ class StopMatcher:
             index = buffer.find(stop)
             if index != -1 and (cut == -1 or index < cut):
                 cut = index
+                self.matched = stop
         if cut != -1:
             self._held = ""
             return buffer[:cut], True

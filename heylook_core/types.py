@@ -392,6 +392,8 @@ class Delta:
     exactly one last delta with ``finish_reason`` (``"stop"``, ``"length"`` or ``"tool_calls"``) and ``usage``.
     ``reasoning`` carries thinking text when the engine separates it itself; otherwise the core splits think tags
     out of ``text``. ``tool_calls`` holds OpenAI streaming fragments (``index``, ``id``, ``type``, ``function``).
+    ``stop_sequence``, on the last delta, is the request's stop sequence that ended the generation, where the
+    provider knows it (``StopMatcher.matched``); Anthropic's Messages API reports it.
     """
 
     text: str = ""
@@ -400,6 +402,7 @@ class Delta:
     logprobs: list[TokenLogprob] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
+    stop_sequence: str | None = None
 
 
 @dataclass(slots=True)

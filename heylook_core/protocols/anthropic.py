@@ -548,6 +548,7 @@ class MessageBuilder:
         self.calls: dict[int, int] = {}  # tool-call fragment index -> block index
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self.stop_sequence: str | None = None
 
     def _event(self, kind: str, data: dict[str, Any]) -> bytes:
         if not self.stream:
@@ -610,6 +611,7 @@ class MessageBuilder:
             out += self._tool_fragment(fragment)
         if delta.finish_reason is not None:
             self.finish_reason = delta.finish_reason
+            self.stop_sequence = delta.stop_sequence
         if delta.usage is not None:
             self.usage = delta.usage
         return out
@@ -640,11 +642,15 @@ class MessageBuilder:
     def finish(self) -> bytes:
         out = self._close()
         reason = STOP_REASONS.get(self.finish_reason or "stop", "end_turn")
+        stop_sequence = None
         if self.calls:
             reason = "tool_use"
+        elif self.finish_reason == "stop" and self.stop_sequence:
+            reason, stop_sequence = "stop_sequence", self.stop_sequence
         usage = self.usage or Usage()
         cached = usage.cached_tokens or 0
         self.message["stop_reason"] = reason
+        self.message["stop_sequence"] = stop_sequence
         self.message["usage"] = {
             "input_tokens": max(0, usage.prompt_tokens - cached),
             "output_tokens": usage.completion_tokens,
@@ -653,7 +659,7 @@ class MessageBuilder:
         }
         out += self._event(
             "message_delta",
-            {"delta": {"stop_reason": reason, "stop_sequence": None}, "usage": dict(self.message["usage"])},
+            {"delta": {"stop_reason": reason, "stop_sequence": stop_sequence}, "usage": dict(self.message["usage"])},
         )
         return out + self._event("message_stop", {})
 

@@ -258,8 +258,16 @@ def test_stop_sequences(client: anthropic.Anthropic) -> None:
         stop_sequences=["STOP"],
     )
     assert message.content[0].text == "one two "
-    # the engines report "stop" for both an end of turn and a stop sequence: see docs/api.md
-    assert message.stop_reason in ("end_turn", "stop_sequence")
+    assert message.stop_reason == "stop_sequence" and message.stop_sequence == "STOP"
+    with client.messages.stream(
+        model="echo",
+        max_tokens=16,
+        messages=[{"role": "user", "content": "one two STOP three"}],
+        stop_sequences=["nowhere", "TWO", "two"],
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].text == "one "
+    assert final.stop_reason == "stop_sequence" and final.stop_sequence == "two"
 
 
 def test_count_tokens(client: anthropic.Anthropic) -> None:

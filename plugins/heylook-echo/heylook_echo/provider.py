@@ -108,7 +108,7 @@ class EchoProvider(ThreadedProvider):
             if text or logprobs:
                 yield Delta(text=text, logprobs=logprobs)
             if stopped:
-                yield Delta(finish_reason="stop", usage=Usage(prompt_tokens, produced))
+                yield Delta(finish_reason="stop", usage=Usage(prompt_tokens, produced), stop_sequence=matcher.matched)
                 return
         tail = matcher.flush()
         yield Delta(text=tail, finish_reason=finish, usage=Usage(prompt_tokens, produced))
