@@ -283,6 +283,11 @@ def resolve(server: Server, name: str) -> ModelSlot:
         raise error from None
 
 
+def _known_name(server: Server, name: str, slot: ModelSlot) -> str:
+    """The client's name where the router knows it (an id or alias), else the model's id."""
+    return name if name in server.router.names else slot.id
+
+
 def tagged(model_id: str) -> str:
     """The name an Ollama client shows: ``id:latest``, or the id itself when it already has a tag."""
     return model_id if ":" in model_id.rsplit("/", 1)[-1] else model_id + ":latest"
@@ -577,8 +582,8 @@ def _think(value: Think) -> bool | None:
     return value if isinstance(value, bool) else True  # a level ("low" ... "high") turns thinking on
 
 
-def _common(body: _Generating) -> dict[str, Any]:
-    data: dict[str, Any] = {"model": body.model, "stream": body.stream, **_options(body.options)}
+def _common(body: _Generating, model: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"model": model or body.model, "stream": body.stream, **_options(body.options)}
     fmt = _format(body.format)
     if fmt is not None:
         data["response_format"] = fmt
@@ -591,16 +596,15 @@ def _validated(kind: type[ChatRequest] | type[CompletionRequest], data: dict[str
     except ValidationError as error:
         first = error.errors()[0]
         loc = [str(part) for part in first.get("loc", ())]
-        param = ".".join(loc)
-        for internal, outside in PARAM_NAMES.items():
-            if param == internal:
-                param = outside
+        param = PARAM_NAMES.get(".".join(loc), ".".join(loc))
         message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
         raise BadRequestError(f"{param}: {message}" if param else message, param=param or None) from None
 
 
-def chat_request(body: OllamaChatRequest) -> ChatRequest:
-    data = _common(body)
+def chat_request(body: OllamaChatRequest, model: str | None = None) -> ChatRequest:
+    """``model``: the name the router knows (``body.model`` without ``:latest``), so a request that a middleware
+    rewrites resolves again."""
+    data = _common(body, model)
     data["messages"] = _messages(body.messages or [])
     if body.tools:
         data["tools"] = [{"type": "function", **tool} if "type" not in tool else tool for tool in body.tools]
@@ -616,7 +620,9 @@ def chat_request(body: OllamaChatRequest) -> ChatRequest:
     return _validated(ChatRequest, data)
 
 
-def generate_request(body: OllamaGenerateRequest, *, plain: bool = False) -> ChatRequest | CompletionRequest:
+def generate_request(
+    body: OllamaGenerateRequest, model: str | None = None, *, plain: bool = False
+) -> ChatRequest | CompletionRequest:
     """``plain``: the model serves completion but not chat, so the prompt is continued as it is (as with raw)."""
     for field in ("width", "height", "steps"):
         if getattr(body, field) is not None:
@@ -632,7 +638,7 @@ def generate_request(body: OllamaGenerateRequest, *, plain: bool = False) -> Cha
             "context: heylook does not return or take token contexts; send the conversation to /api/chat",
             param="context",
         )
-    data = _common(body)
+    data = _common(body, model)
     prompt = body.prompt or ""
     if body.raw or body.suffix is not None or plain:  # the plain prompt, continued by a completion model
         if body.images:
@@ -1010,7 +1016,7 @@ async def chat(http: Request) -> Response:
     if not body.messages:
         _options(body.options)  # refuse what would be refused with messages too
         return await _only_load(server, slot, body.model, keep_alive_seconds(body.keep_alive), chat=True)
-    request = chat_request(body)
+    request = chat_request(body, _known_name(server, body.model, slot))
     return await _generate(http, server, slot, request, body, started, chat=True)
 
 
@@ -1025,7 +1031,7 @@ async def generate(http: Request) -> Response:
         return await _only_load(server, slot, body.model, keep_alive_seconds(body.keep_alive), chat=False)
     capabilities = slot.model.capabilities
     plain = Capability.CHAT not in capabilities and Capability.COMPLETION in capabilities
-    request = generate_request(body, plain=plain)
+    request = generate_request(body, _known_name(server, body.model, slot), plain=plain)
     return await _generate(http, server, slot, request, body, started, chat=False)
 
 
@@ -1118,6 +1124,34 @@ for _path, _methods, _what in (
     ("/api/blobs/{digest}", ["HEAD", "POST"], "upload blobs for"),
 ):
     router.add_api_route(_path, _managed(_what), methods=_methods, include_in_schema=False)
+
+
+# HEAD as well as GET, as Ollama answers them (kept out of the schema: one operation per route there)
+router.add_api_route("/api/version", version, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/api/tags", tags, methods=["HEAD"], dependencies=[_auth], include_in_schema=False)
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _not_allowed(allowed: list[str]) -> Callable[[], Awaitable[Response]]:
+    async def refuse() -> Response:
+        return JSONResponse({"error": "405 method not allowed"}, status_code=405, headers={"Allow": ", ".join(allowed)})
+
+    return refuse
+
+
+def _answer_other_methods() -> None:
+    """Other methods on these paths get 405 in Ollama's shape (the app's own 405 has OpenAI's)."""
+    served: dict[str, set[str]] = {}
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            served.setdefault(route.path, set()).update(route.methods)
+    for path, methods in served.items():
+        others = [method for method in _METHODS if method not in methods]
+        router.add_api_route(path, _not_allowed(sorted(methods)), methods=others, include_in_schema=False)
+
+
+_answer_other_methods()
 
 
 __all__ = ["OLLAMA_VERSION", "capabilities", "keep_alive_seconds", "resolve", "router", "tagged"]

@@ -87,6 +87,9 @@ def test_root_and_version_answer_as_ollama_does(server: ServerProcess) -> None:
     assert browser.status_code == 200 and browser.text == "Ollama is running"  # no page at /ui: the same text
     version = httpx.get(server.url + "/api/version").json()
     assert version["version"].count(".") == 2 and "heylook" in version
+    assert httpx.head(server.url + "/api/version").status_code == 200
+    wrong = httpx.get(server.url + "/api/chat")
+    assert wrong.status_code == 405 and wrong.json() == {"error": "405 method not allowed"}
 
 
 def test_list(client: ollama.Client) -> None:
