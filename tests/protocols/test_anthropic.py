@@ -452,3 +452,62 @@ def test_a_full_queue_is_a_529_overloaded_error(keyed: ServerProcess) -> None:
     assert caught.value.status_code == 529
     assert caught.value.body["error"]["type"] == "overloaded_error"
     assert caught.value.response.headers.get("retry-after") == "1"
+
+
+def test_thinking_display_omitted_and_adaptive(client: anthropic.Anthropic) -> None:
+    omitted = client.messages.create(
+        model="echo",
+        max_tokens=16,
+        messages=[{"role": "user", "content": "think about it"}],
+        thinking={"type": "enabled", "budget_tokens": 8, "display": "omitted"},
+    )
+    assert [block.type for block in omitted.content] == ["thinking", "text"]
+    assert omitted.content[0].thinking == "" and omitted.content[0].signature
+    adaptive = client.messages.create(
+        model="echo",
+        max_tokens=3,
+        messages=[{"role": "user", "content": "think about it"}],
+        thinking={"type": "adaptive"},
+    )
+    assert [block.type for block in adaptive.content] == ["text"]  # the model's own default: the echo does not think
+
+
+def test_budget_tokens_below_max_tokens(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(
+            model="echo",
+            max_tokens=16,
+            messages=[{"role": "user", "content": "x"}],
+            thinking={"type": "enabled", "budget_tokens": 16},
+        )
+    assert "budget_tokens" in caught.value.body["error"]["message"]
+
+
+def test_output_config_json_schema(client: anthropic.Anthropic) -> None:
+    schema = {"type": "object", "properties": {"echo": {"type": "string"}}, "required": ["echo"]}
+    message = client.messages.create(
+        model="echo",
+        max_tokens=2,
+        messages=[{"role": "user", "content": "structured"}],
+        extra_body={"output_config": {"format": {"type": "json_schema", "schema": schema}}},
+    )
+    assert json.loads(message.content[0].text) == {"echo": "structured"}
+
+
+def test_tool_arguments_that_are_not_json_fail_honestly() -> None:
+    from heylook_core.errors import HeylookError
+    from heylook_core.protocols.anthropic import MessageBuilder
+    from heylook_core.types import Delta, Usage
+
+    builder = MessageBuilder("m", stream=True)
+    start = builder.start()
+    assert start.startswith(b"event: message_start\n")
+    call = {"index": 0, "id": "c", "type": "function", "function": {"name": "f", "arguments": "{not json"}}
+    frames = builder.feed(Delta(tool_calls=[call], finish_reason="tool_calls", usage=Usage(1, 1)))
+    assert b'"type":"tool_use"' in frames and b"input_json_delta" in frames
+    with pytest.raises(HeylookError, match="not a JSON object"):
+        builder.finish()
+    empty = MessageBuilder("m", stream=False)
+    empty.feed(Delta(tool_calls=[dict(call, function={"name": "f", "arguments": ""})], finish_reason="tool_calls"))
+    empty.finish()
+    assert empty.message["content"][0]["input"] == {} and empty.message["stop_reason"] == "tool_use"
