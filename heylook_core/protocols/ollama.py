@@ -722,9 +722,39 @@ class Answer:
         self.text: list[str] = []
         self.reasoning: list[str] = []
         self.logprobs: list[TokenLogprob] = []
+        # the per-token line, prebuilt around the timestamp and the JSON-escaped text
+        self._head = ('{"model":' + _dumps(model) + ',"created_at":"').encode("utf-8")
+        self._middle = '","message":{"role":"assistant","content":' if chat else '","response":'
+        self._tail = '},"done":false}\n' if chat else ',"done":false}\n'
+        self._stamp_at = 0.0
+        self._stamp = ""
+
+    def _now(self) -> str:
+        """The time for ``created_at``, formatted at most once a millisecond."""
+        now = time.time()
+        if now - self._stamp_at >= 0.001:
+            self._stamp_at, self._stamp = now, _timestamp(now)
+        return self._stamp
+
+    def line(self, delta: Delta) -> bytes | None:
+        """The streamed line for one event (a text-only event is formatted without building a dict)."""
+        if (
+            delta.reasoning
+            or delta.tool_calls
+            or delta.logprobs
+            or delta.finish_reason
+            or delta.usage
+            or not delta.text
+        ):
+            frame = self.feed(delta)
+            return None if frame is None else _line(frame)
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+        self.text.append(delta.text)
+        return self._head + (self._now() + self._middle + _dumps(delta.text) + self._tail).encode("utf-8")
 
     def _frame(self, text: str, reasoning: str, logprobs: list[TokenLogprob] | None, done: bool) -> dict[str, Any]:
-        frame: dict[str, Any] = {"model": self.model, "created_at": _now()}
+        frame: dict[str, Any] = {"model": self.model, "created_at": self._now()}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if reasoning:
@@ -882,9 +912,9 @@ async def _generate(
             async for item in stream:
                 if is_ping(item):
                     continue
-                frame = answer.feed(item)
-                if frame is not None:
-                    yield _line(frame)
+                line = answer.line(item)
+                if line is not None:
+                    yield line
             tools = answer.tool_frame()
             if tools is not None:
                 yield _line(tools)
