@@ -195,7 +195,7 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     return user if user.is_file() else None
 
 
-def read_config_file(path: Path) -> ConfigFile:
+def read_config_file(path: Path, providers: dict[str, ProviderSpec] | None = None) -> ConfigFile:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
@@ -205,10 +205,12 @@ def read_config_file(path: Path) -> ConfigFile:
     try:
         return ConfigFile.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe(path, error, data)) from error
+        raise ConfigError(_describe(path, error, data, providers or {})) from error
 
 
-def _describe(path: Path | str, error: ValidationError, data: dict[str, Any]) -> str:
+def _describe(
+    path: Path | str, error: ValidationError, data: dict[str, Any], providers: dict[str, ProviderSpec]
+) -> str:
     lines = [f"{path}: invalid configuration"]
     models = data.get("models") if isinstance(data.get("models"), list) else []
     for item in error.errors():
@@ -218,6 +220,15 @@ def _describe(path: Path | str, error: ValidationError, data: dict[str, Any]) ->
             model_id = models[loc[1]].get("id", f"#{loc[1]}") if isinstance(models[loc[1]], dict) else loc[1]
             where = f"model '{model_id}': " + ".".join(str(part) for part in loc[2:])
         message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        if item["type"] == "extra_forbidden" and len(loc) == 3 and loc[0] == "models":
+            entry = models[loc[1]] if isinstance(loc[1], int) and loc[1] < len(models) else {}
+            spec = providers.get(entry.get("provider", "")) if isinstance(entry, dict) else None
+            if spec is not None and str(loc[2]) in config_keys(spec.config_schema):
+                message = (
+                    f"unknown key of [[models]]; '{loc[2]}' is a '{spec.name}' setting: put it under [models.config]"
+                )
+            else:
+                message = f"unknown key (keys of [[models]]: {', '.join(sorted(ModelEntry.model_fields))})"
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
 
@@ -238,23 +249,54 @@ def configure_model(
         raise ConfigError(
             f"{source}: model '{entry.id}': unknown provider '{entry.provider}'; installed providers: {known}"
         )
+    valid = ", ".join(sorted(config_keys(spec.config_schema))) or "none"
+    head = f"{source}: model '{entry.id}' (provider '{spec.name}'): invalid [models.config]"
     try:
         config = spec.config_schema.model_validate(entry.config)
     except ValidationError as error:
-        lines = [f"{source}: model '{entry.id}' (provider '{spec.name}'): invalid [models.config]"]
+        lines = [head]
         for item in error.errors():
             key = ".".join(str(part) for part in item["loc"]) or "(table)"
-            message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+            message = f"unknown key (valid keys: {valid})" if item["type"] == "extra_forbidden" else item["msg"]
             lines.append(f"  config.{key}: {message}")
         raise ConfigError("\n".join(lines)) from error
+    # A schema that is a plain pydantic model ignores unknown keys; heylook never does, whatever the base class.
+    unknown = sorted(set(entry.config) - config_keys(spec.config_schema))
+    if unknown:
+        lines = [head] + [f"  config.{key}: unknown key (valid keys: {valid})" for key in unknown]
+        raise ConfigError("\n".join(lines))
+    parameters = spec.parameters_for(config)
+    for name in entry.defaults.values():
+        if name not in parameters and name not in CORE_DEFAULTS:
+            honoured = ", ".join(sorted(parameters)) or "none"
+            raise ConfigError(
+                f"{source}: model '{entry.id}': defaults.{name}: provider '{spec.name}' does not honour '{name}', "
+                f"so this default could never apply (it honours: {honoured})"
+            )
     return ConfiguredModel(
         entry,
         spec,
         config,
         spec.capabilities_for(config),
-        spec.parameters_for(config),
+        parameters,
         spec.concurrency_for(config),
     )
+
+
+# Defaults the core applies itself, whatever the provider declares.
+CORE_DEFAULTS = frozenset({"max_tokens"})
+
+
+def config_keys(schema: type[BaseModel]) -> set[str]:
+    """The keys a provider's config schema takes (field names and their aliases)."""
+    keys: set[str] = set()
+    for name, info in schema.model_fields.items():
+        keys.add(name)
+        if info.alias:
+            keys.add(info.alias)
+        if isinstance(info.validation_alias, str):
+            keys.add(info.validation_alias)
+    return keys
 
 
 def load_settings(
@@ -267,7 +309,7 @@ def load_settings(
     """Read the config (or take the offered models) and validate every model against its provider."""
     path = find_config(config_path)
     if path is not None:
-        file = read_config_file(path)
+        file = read_config_file(path, providers)
         source = str(path)
         entries = [m for m in file.models if m.enabled]
     else:

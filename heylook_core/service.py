@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from heylook_core.config import CORE_DEFAULTS
 from heylook_core.errors import HeylookError
 from heylook_core.faults import internal_error, origin_of
 from heylook_core.generation import ThinkSplitter, check_request, collect
@@ -47,8 +48,6 @@ logger = logging.getLogger(__name__)
 FIRST_DELTA_WAIT_S = 10.0
 GenerationRequest = ChatRequest | CompletionRequest
 
-# Defaults that the core applies itself, whatever the provider declares.
-CORE_DEFAULTS = frozenset({"max_tokens"})
 
 
 @dataclass

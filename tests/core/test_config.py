@@ -114,3 +114,86 @@ def test_model_of_a_failed_plugin_is_unavailable_not_fatal(write_config: Callabl
     path = write_config('[[models]]\nid = "m1"\nprovider = "gone"\n')
     settings = load_settings(host.providers, [], config_path=path, failed_plugins=["gone-plugin (ImportError)"])
     assert settings.models[0].unavailable and "gone-plugin" in settings.models[0].unavailable
+
+
+class PlainSchemaPlugin:
+    """A third party's provider whose config schema is a plain pydantic model (which ignores unknown keys)."""
+
+    from heylook_core import hookimpl
+
+    @hookimpl
+    def register_providers(self, register):  # type: ignore[no-untyped-def]
+        from dataclasses import replace
+
+        from pydantic import BaseModel, create_model
+
+        from heylook_echo.plugin import SPEC, EchoConfig
+
+        # the echo engine's settings, on a plain BaseModel instead of heylook's ProviderConfig
+        fields = {name: (info.annotation, info) for name, info in EchoConfig.model_fields.items()}
+        Plain = create_model("Plain", __base__=BaseModel, **fields)  # type: ignore[call-overload]
+
+        register(
+            replace(SPEC, name="plain", config_schema=Plain, parameters=frozenset({"temperature"}), max_concurrency=1)
+        )
+
+
+def plain_settings(path: Path):  # type: ignore[no-untyped-def]
+    from heylook_core.config import load_settings
+
+    host = PluginHost(extra_plugins=[("plain", PlainSchemaPlugin())]).load()
+    return load_settings(host.providers, host.offered_models, config_path=path)
+
+
+def test_unknown_key_of_a_plain_pydantic_schema_is_an_error(write_config: Callable[[str], Path]) -> None:
+    path = write_config('[[models]]\nid = "p"\nprovider = "plain"\n[models.config]\nnot_a_key = 3\n')
+    with pytest.raises(ConfigError) as caught:
+        plain_settings(path)
+    message = str(caught.value)
+    assert str(path) in message and "model 'p'" in message and "config.not_a_key: unknown key" in message
+    assert "valid keys:" in message and "token_delay_ms" in message
+
+
+def test_a_model_default_its_provider_cannot_honour_is_a_startup_error(write_config: Callable[[str], Path]) -> None:
+    path = write_config('[[models]]\nid = "p"\nprovider = "plain"\n[models.defaults]\ntop_k = 5\n')
+    with pytest.raises(ConfigError) as caught:
+        plain_settings(path)
+    message = str(caught.value)
+    assert str(path) in message and "model 'p'" in message and "defaults.top_k" in message
+    assert "does not honour 'top_k'" in message
+    fine = write_config(
+        '[[models]]\nid = "p"\nprovider = "plain"\n[models.defaults]\ntemperature = 0.5\nmax_tokens = 9\n'
+    )
+    assert plain_settings(fine).models[0].entry.defaults.temperature == 0.5
+
+
+def test_a_provider_setting_on_the_model_table_says_where_it_belongs(write_config: Callable[[str], Path]) -> None:
+    path = write_config('[[models]]\nid = "e"\nprovider = "echo"\ntoken_delay_ms = 5\n')
+    with pytest.raises(ConfigError) as caught:
+        settings_for(path)
+    assert "model 'e': token_delay_ms" in str(caught.value)
+    assert "put it under [models.config]" in str(caught.value)
+
+
+class SeenTopK:
+    from heylook_core import hookimpl
+
+    def __init__(self) -> None:
+        self.seen: dict[str, object] = {}
+
+    @hookimpl
+    def wrap_generation(self, request, context):  # type: ignore[no-untyped-def]
+        self.seen[context.model_id] = request.top_k
+        return None
+
+
+def test_a_server_default_applies_only_where_honoured(make_client: Callable[..., object]) -> None:
+    seen = SeenTopK()
+    client = make_client(
+        '[defaults]\ntop_k = 5\n[[models]]\nid = "p"\nprovider = "plain"\n[[models]]\nid = "e"\nprovider = "echo"\n',
+        plugins=[("plain", PlainSchemaPlugin()), ("seen", seen)],
+    )
+    for model in ("p", "e"):
+        body = {"model": model, "messages": [{"role": "user", "content": "x"}]}
+        assert client.post("/v1/chat/completions", json=body).status_code == 200  # type: ignore[attr-defined]
+    assert seen.seen == {"p": None, "e": 5}  # top_k reached only the provider that honours it
