@@ -113,6 +113,16 @@ PROTOCOLS: dict[str, tuple[str, Callable[[str, int, bool], dict[str, Any]], byte
         },
         b'data: {"type":"response.output_text.delta"',
     ),
+    "messages": (
+        "/v1/messages",
+        lambda text, tokens, stream: {
+            "model": "echo",
+            "messages": [{"role": "user", "content": text}],
+            "max_tokens": tokens,
+            "stream": stream,
+        },
+        b'data: {"type":"content_block_delta"',
+    ),
     "ollama": (
         "/api/chat",
         lambda text, tokens, stream: {

@@ -549,6 +549,8 @@ class MessageBuilder:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.stop_sequence: str | None = None
+        self._pieces: list[str] = []  # the open text or thinking block's text, joined when it closes
+        self._prefix = b""  # that block's delta frame up to its text (streaming only)
 
     def _event(self, kind: str, data: dict[str, Any]) -> bytes:
         if not self.stream:
@@ -568,6 +570,9 @@ class MessageBuilder:
             return b""
         index = self.content.index(block)
         out = b""
+        if block["type"] in ("text", "thinking"):
+            block[block["type"]] = "".join(self._pieces)
+            self._pieces = []
         if block["type"] == "thinking":
             block["signature"] = THINKING_SIGNATURE
             out += self._event(
@@ -582,31 +587,36 @@ class MessageBuilder:
         out = self._close()
         self.content.append(block)
         self.current = block
-        return out + self._event("content_block_start", {"index": len(self.content) - 1, "content_block": dict(block)})
+        index = len(self.content) - 1
+        kind = block["type"]
+        if self.stream and kind in ("text", "thinking"):
+            head = {"type": "content_block_delta", "index": index, "delta": {"type": f"{kind}_delta", kind: ""}}
+            self._prefix = ("event: content_block_delta\ndata: " + _dumps(head)[: -len('""}}')]).encode()
+        return out + self._event("content_block_start", {"index": index, "content_block": dict(block)})
+
+    def _piece(self, text: str) -> bytes:
+        self._pieces.append(text)
+        return self._prefix + _dumps(text).encode() + b"}}\n\n" if self.stream else b""
 
     def feed(self, delta: Delta) -> bytes:
+        current = self.current
+        if (
+            delta.text
+            and current is not None
+            and current["type"] == "text"
+            and not (delta.reasoning or delta.tool_calls or delta.finish_reason or delta.usage)
+        ):  # the per-token path: one text piece, its frame from a prebuilt prefix
+            return self._piece(delta.text)
         out = b""
         if delta.reasoning:
             if self.current is None or self.current["type"] != "thinking":
                 out += self._open({"type": "thinking", "thinking": "", "signature": ""})
             if self.show_thinking:
-                block = self.current
-                assert block is not None
-                block["thinking"] += delta.reasoning
-                out += self._event(
-                    "content_block_delta",
-                    {"index": len(self.content) - 1, "delta": {"type": "thinking_delta", "thinking": delta.reasoning}},
-                )
+                out += self._piece(delta.reasoning)
         if delta.text:
             if self.current is None or self.current["type"] != "text":
                 out += self._open({"type": "text", "text": ""})
-            block = self.current
-            assert block is not None
-            block["text"] += delta.text
-            out += self._event(
-                "content_block_delta",
-                {"index": len(self.content) - 1, "delta": {"type": "text_delta", "text": delta.text}},
-            )
+            out += self._piece(delta.text)
         for fragment in delta.tool_calls or []:
             out += self._tool_fragment(fragment)
         if delta.finish_reason is not None:

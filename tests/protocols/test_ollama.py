@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import socket
 import struct
 import zlib
 from collections.abc import Iterator
@@ -380,3 +381,16 @@ def test_logprobs(client: ollama.Client) -> None:
     assert reply.logprobs[0].top_logprobs is not None and reply.logprobs[0].top_logprobs[0].token == "two"
     parts = list(client.generate(model="echo", prompt="a b", logprobs=True, stream=True))
     assert [item.token for part in parts for item in (part.logprobs or [])] == ["a", " b"]
+
+
+def test_a_taken_ollama_port_stops_the_server(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        text = CONFIG.replace("max_loaded_models = 4\n", f"max_loaded_models = 4\n\n[server]\nollama_port = {port}\n")
+        with pytest.raises(
+            RuntimeError, match=r"(?s)exited with 1.*the Ollama listener on 127.0.0.1:\d+ could not start"
+        ):
+            with _serve(tmp_path, text):  # type: ignore[attr-defined]
+                pass
