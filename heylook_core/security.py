@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -85,7 +84,7 @@ class BodyLimit:
             except ValueError:
                 too_large = False
             if too_large:
-                await self._reject(send)
+                await self._reject(scope, send)
                 return
             await self.app(scope, receive, send)
             return
@@ -99,7 +98,7 @@ class BodyLimit:
                 break
             size += len(message.get("body", b""))
             if size > self.limit:
-                await self._reject(send)
+                await self._reject(scope, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -109,9 +108,9 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, scope: Scope, send: Send) -> None:
         error = PayloadTooLargeError(f"request body is larger than the limit of {self.limit} bytes (max_body_bytes)")
-        await _reject({"type": "http"}, send, error)
+        await _reject(scope, send, error)
 
 
 # -- Host, Origin and content-type checks -------------------------------------------------------------------------
@@ -278,12 +277,8 @@ async def _reject(scope: Scope, send: Send, error: HeylookError) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    body = json.dumps(error.to_body(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status_code,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    from heylook_core.app import _error_response  # the error shape of the path's protocol (lazy: app imports us)
+
+    response = _error_response(error, scope.get("path", ""))
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})

@@ -23,6 +23,8 @@ from heylook_core.testing import ServerProcess, serve
 
 CONFIG = """\
 default_model = "echo-small"
+[server]
+max_body_bytes = 1048576
 [[models]]
 id = "echo-small"
 provider = "echo"
@@ -34,6 +36,16 @@ provider = "echo"
 token_delay_ms = 30
 """
 KEY = "sk-heylook-test"
+
+
+class _AnyMessage(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other)
+
+    __hash__ = str.__hash__
+
+
+ANY_MESSAGE = _AnyMessage()
 WEATHER = {
     "name": "get_weather",
     "description": "The weather in a place",
@@ -391,7 +403,7 @@ def test_wire_frames_name_their_event(server: ServerProcess) -> None:
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    config = CONFIG.replace('default_model = "echo-small"\n', "") + "\n"
+    config = CONFIG.replace('default_model = "echo-small"\n[server]\nmax_body_bytes = 1048576\n', "") + "\n"
     config = f'[server]\napi_keys = ["{KEY}"]\nanthropic_default_model = "echo-small"\nmax_queue = 0\n' + config
     with _serve(tmp_path_factory.mktemp("anthropic-keyed"), config) as process:
         yield process
@@ -511,3 +523,14 @@ def test_tool_arguments_that_are_not_json_fail_honestly() -> None:
     empty.feed(Delta(tool_calls=[dict(call, function={"name": "f", "arguments": ""})], finish_reason="tool_calls"))
     empty.finish()
     assert empty.message["content"][0]["input"] == {} and empty.message["stop_reason"] == "tool_use"
+
+
+def test_checks_before_routing_answer_in_anthropic_shape(server: ServerProcess) -> None:
+    body = {"model": "echo", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}
+    foreign = httpx.post(server.url + "/v1/messages", json=body, headers={"Origin": "https://attacker.example"})
+    assert foreign.status_code == 403
+    assert foreign.json() == {"type": "error", "error": {"type": "permission_error", "message": ANY_MESSAGE}}
+    huge = httpx.post(server.url + "/v1/messages", json=dict(body, system="x" * (2 * 1024 * 1024)))
+    assert huge.status_code == 413 and huge.json()["error"]["type"] == "request_too_large"
+    openai = httpx.post(server.url + "/v1/chat/completions", json=body, headers={"Origin": "https://attacker.example"})
+    assert openai.status_code == 403 and openai.json()["error"]["type"] == "permission_error"  # OpenAI's shape
