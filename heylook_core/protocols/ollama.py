@@ -641,12 +641,12 @@ def generate_request(
     data = _common(body, model)
     prompt = body.prompt or ""
     if body.raw or body.suffix is not None or plain:  # the plain prompt, continued by a completion model
-        if body.images:
-            raise BadRequestError("images need a chat-templated prompt: leave raw unset", param="images")
-        if body.system:
-            raise BadRequestError("system applies to templated prompts: leave raw unset", param="system")
-        if body.think is not None:
-            raise BadRequestError("think applies to templated prompts: leave raw unset", param="think")
+        why = "with raw or suffix" if body.raw or body.suffix is not None else "by this model (completion, not chat)"
+        for field in ("images", "system", "think"):
+            if getattr(body, field):
+                raise BadRequestError(
+                    f"{field} needs a chat-templated prompt, which is not used {why}", param=field, code="unsupported"
+                )
         data["prompt"] = prompt
         if body.suffix is not None:
             data["suffix"] = body.suffix

@@ -328,6 +328,9 @@ def test_errors_have_ollamas_shape(client: ollama.Client, server: ServerProcess)
     fits = client.chat(model="echo", messages=[{"role": "user", "content": "hi"}], options={"num_ctx": 2048})
     assert fits.message.content == "hi"  # a window the model's context covers is honoured
     with pytest.raises(ollama.ResponseError) as caught:
+        client.generate(model="echo", prompt="hi", raw=True, system="be brief")
+    assert caught.value.status_code == 400 and caught.value.error.startswith("system needs a chat-templated prompt")
+    with pytest.raises(ollama.ResponseError) as caught:
         client.generate(model="echo", prompt="hi", template="{{ .Prompt }}")
     assert caught.value.status_code == 400 and "template" in caught.value.error
     with pytest.raises(ollama.ResponseError) as caught:
@@ -390,7 +393,8 @@ def test_a_taken_ollama_port_stops_the_server(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         text = CONFIG.replace("max_loaded_models = 4\n", f"max_loaded_models = 4\n\n[server]\nollama_port = {port}\n")
         with pytest.raises(
-            RuntimeError, match=r"(?s)exited with 1.*the Ollama listener on 127.0.0.1:\d+ could not start"
+            RuntimeError,
+            match=r"(?s)exited with 2.*the Ollama listener.*cannot listen on 127.0.0.1:\d+: Address already",
         ):
             with _serve(tmp_path, text):  # type: ignore[attr-defined]
                 pass
