@@ -24,6 +24,7 @@ from heylook_core.plugins import PluginHost
 from heylook_core.router import Router
 from heylook_core.security import BodyLimit, RequestGuard, require_admin_key, require_api_key
 from heylook_core.service import GenerationService
+from heylook_core.serving import Drain
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ class Server:
         self.config_path: str | None = None
         self.retiring: asyncio.Task[None] | None = None
         self.generation = GenerationService(self)
+        self.requests_in_flight = 0
+        self.draining = False  # shutting down: new requests get 503 (heylook_core.serving)
+        self.stopping = False  # the shutdown grace is over: running generations end with an error
 
 
 def build_server(
@@ -195,7 +199,8 @@ def create_app(server: Server) -> FastAPI:
     )
     app.add_middleware(BodyLimit, limit=server.settings.server.max_body_bytes)
     app.add_middleware(server.metrics.middleware)
-    app.add_middleware(UnexpectedErrors)  # outermost of ours: an escaped exception is a 500, never a reset connection
+    app.add_middleware(UnexpectedErrors)  # an escaped exception is a 500, never a reset connection
+    app.add_middleware(Drain, server=server)  # outermost: counts requests in flight, refuses new ones while draining
     return app
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from heylook_core.hookspecs import hookimpl
 
@@ -46,10 +46,10 @@ def register_commands(cli: argparse._SubParsersAction) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from heylook_core.app import build_server, create_app
     from heylook_core.config import parse_keys
+    from heylook_core.errors import ConfigError
+    from heylook_core.serving import bind, serve, url_of
 
     server = build_server(args.config, preload=args.model_id, host=args.plugin_host)
     settings = server.settings.server
@@ -61,9 +61,18 @@ def serve_command(args: argparse.Namespace) -> int:
     settings.host = args.host or settings.host  # the Host check accepts the bind address
     host = settings.host
     port = settings.port if args.port is None else args.port
-    for record in server.host.failed():
-        logger.warning("plugin '%s' failed to load: %s", record.name, record.error)
+    if settings.ollama_port is not None and settings.ollama_port == port:
+        raise ConfigError(
+            f"[server] ollama_port = {settings.ollama_port} is the main port; choose another (Ollama's is 11434)"
+        )
     app = create_app(server)
+    sockets = [(bind(host, port), True)]
+    if settings.ollama_port is not None:
+        try:
+            sockets.append((bind(host, settings.ollama_port, "the Ollama listener ([server] ollama_port)"), False))
+        except ConfigError:
+            sockets[0][0].close()
+            raise
     if settings.api_keys:
         logger.info("API keys required on /v1/*, /metrics and /-/plugins (%d key(s))", len(settings.api_keys))
     else:
@@ -71,54 +80,10 @@ def serve_command(args: argparse.Namespace) -> int:
 
         log = logger.info if is_loopback_host(host) else logger.warning
         log("no API key required: any client that can reach %s:%d may use it (set HEYLOOK_API_KEY)", host, port)
-    logger.info("heylook listening on http://%s:%d/v1", host, port)
-    if settings.ollama_port is not None:
-        return _serve_with_ollama(app, host, port, settings.ollama_port, args.log_level)
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=10)
-    return 0
-
-
-def _serve_with_ollama(app: Any, host: str, port: int, ollama_port: int, log_level: str | None) -> int:
-    """Serve ``app`` on ``port`` and, in the same process and event loop, on ``[server] ollama_port``.
-
-    The second listener starts once the first has run the app's startup (plugins, router, preloads) and runs no
-    lifespan of its own; when either stops (a signal, a port that is taken), the other stops too.
-    """
-    import asyncio
-
-    import uvicorn
-
-    from heylook_core.errors import ConfigError
-
-    if ollama_port == port:
-        raise ConfigError(f"[server] ollama_port = {ollama_port} is the main port; choose another (Ollama's is 11434)")
-    common = {"host": host, "log_level": log_level, "access_log": False, "timeout_graceful_shutdown": 10}
-    main = uvicorn.Server(uvicorn.Config(app, port=port, **common))
-    second = uvicorn.Server(uvicorn.Config(app, port=ollama_port, lifespan="off", **common))
-
-    async def serve(server: uvicorn.Server) -> bool:
-        try:
-            await server.serve()
-        except SystemExit:  # uvicorn exits this way when it cannot bind its port
-            return False
-        return server.started
-
-    async def run() -> int:
-        first = asyncio.create_task(serve(main))
-        while not main.started and not first.done():
-            await asyncio.sleep(0.05)
-        if first.done():
-            return 0 if first.result() else 1
-        logger.info("Ollama API listening on http://%s:%d (ollama_port)", host, ollama_port)
-        other = asyncio.create_task(serve(second))
-        await asyncio.wait({first, other}, return_when=asyncio.FIRST_COMPLETED)
-        main.should_exit = second.should_exit = True
-        ok = all(await asyncio.gather(first, other))
-        if not ok:
-            logger.error("the Ollama listener on %s:%d could not start; stopping", host, ollama_port)
-        return 0 if ok else 1
-
-    return asyncio.run(run())
+    logger.info("heylook listening on %s/v1", url_of(sockets[0][0]))
+    if len(sockets) > 1:
+        logger.info("Ollama API listening on %s (ollama_port)", url_of(sockets[1][0]))
+    return serve(app, server, sockets, args.log_level)
 
 
 def plugins_command(args: argparse.Namespace) -> int:

@@ -103,6 +103,9 @@ class ServerSettings(_Strict):
         default=None, ge=1, le=65535, description="a second listener for Ollama's clients (e.g. 11434); off when unset"
     )
     allowed_hosts: list[str] = Field(default_factory=list, description="Host names served besides loopback")
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="on SIGTERM, how long requests in flight may take to finish"
+    )
     max_image_pixels: int = Field(default=50_000_000, ge=1, description="larger images (width x height) get 400")
 
     @field_validator("api_keys")

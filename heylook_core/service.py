@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from heylook_core.config import CORE_DEFAULTS
-from heylook_core.errors import HeylookError
+from heylook_core.errors import HeylookError, ServiceUnavailableError
 from heylook_core.faults import internal_error, origin_of
 from heylook_core.generation import ThinkSplitter, check_request, collect
 from heylook_core.images import resolve_images
@@ -40,14 +40,12 @@ from heylook_core.types import ChatRequest, ChatResult, CompletionRequest, Delta
 if TYPE_CHECKING:
     from heylook_core.app import Server
     from heylook_core.config import ConfiguredModel
-    from heylook_core.plugins import PluginHost
     from heylook_core.router import ModelSlot
 
 logger = logging.getLogger(__name__)
 
 FIRST_DELTA_WAIT_S = 10.0
 GenerationRequest = ChatRequest | CompletionRequest
-
 
 
 @dataclass
@@ -134,7 +132,7 @@ class GenerationService:
                 else:
                     text = prompt if prompt is not None else request.prompts()[0]
                     stream = provider.complete(request, text, cancel)
-                async for delta in _events(stream, think_tags, target, server.host):
+                async for delta in _events(stream, think_tags, target, server):
                     yield delta
 
         if not server.host.has_wrappers():
@@ -185,7 +183,7 @@ def _fields_of(request: object) -> dict[str, object]:
 
 
 async def _events(
-    deltas: AsyncIterator[Delta], tags: list[str], slot: ModelSlot, host: PluginHost
+    deltas: AsyncIterator[Delta], tags: list[str], slot: ModelSlot, server: Server
 ) -> AsyncIterator[Delta]:
     """A provider's deltas as the service's events, in one pass.
 
@@ -193,11 +191,14 @@ async def _events(
     documented way (``finish_reason = "stop"``, logged as a provider bug); turns an unexpected exception, or an item
     that is not a :class:`Delta`, into one attributed log line and a sanitised 500.
     """
+    host = server.host
     splitter = ThinkSplitter(tags[0], tags[1]) if tags else None
     finished = False
     usage: Usage | None = None
     try:
         async for delta in deltas:
+            if server.stopping:
+                raise ServiceUnavailableError("the server is shutting down; retry shortly", code="shutting_down")
             if type(delta) is not Delta and not isinstance(delta, Delta):
                 raise TypeError(f"the provider yielded a {type(delta).__name__}, not a heylook_core.Delta")
             if splitter is not None:
