@@ -119,7 +119,7 @@ model_path = "{gguf}"
 n_ctx = 1000000
 """
     path = write_config(folder, config)
-    env = {"HEYLOOK_LOAD_PLUGINS": "llamacpp", "XDG_CONFIG_HOME": str(folder / "xdg")}
+    env = {"HEYLOOK_LOAD_PLUGINS": "llamacpp", "XDG_CONFIG_HOME": str(folder / "xdg"), "XDG_DATA_HOME": str(folder)}
     with serve(path, env=env, cwd=folder, timeout=120) as process:
         yield process
 
