@@ -398,3 +398,24 @@ def test_a_taken_ollama_port_stops_the_server(tmp_path: Path) -> None:
         ):
             with _serve(tmp_path, text):  # type: ignore[attr-defined]
                 pass
+
+
+def test_suffix_is_a_completion_with_suffix(client: ollama.Client) -> None:
+    reply = client.generate(model="echo", prompt="def add(a, b):", suffix="\n\nprint(add(1, 2))")
+    assert reply.done and reply.response == "def add(a, b):"  # the echo model continues the plain prompt
+
+
+def test_a_browser_at_root_is_sent_to_the_web_page_when_there_is_one(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from heylook_core.app import build_server, create_app
+
+    (tmp_path / "models.toml").write_text(CONFIG)
+    app = create_app(build_server(tmp_path / "models.toml"))
+    app.add_api_route("/ui", lambda: {"page": True}, methods=["GET"])
+    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False) as http:
+        browser = http.get("/", headers={"accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        assert browser.status_code == 307 and browser.headers["location"] == "/ui"
+        for accept in ("*/*", "application/json", "text/plain, text/html"):
+            probe = http.get("/", headers={"accept": accept})
+            assert probe.status_code == 200 and probe.text == "Ollama is running"
