@@ -55,8 +55,10 @@ FILE_TYPES = "wav, flac, mp3, ogg, opus, m4a, mp4, webm, aac, aiff"
 
 
 class DecoderMissingError(HeylookError):
-    """The server was installed without the audio decoder."""
+    """The server was installed without the audio decoder (an optional dependency): 501, naming the extra."""
 
+    status_code = 501
+    error_type = "server_error"
     default_code = "audio_decoder_missing"
 
 
@@ -65,7 +67,8 @@ def _import_av() -> Any:
         import av
     except ImportError as error:
         raise DecoderMissingError(
-            "audio decoding needs PyAV, which is not installed: pip install 'heylook-core[audio]'"
+            "this server cannot decode audio uploads: PyAV (the optional 'audio' extra) is not installed; "
+            "install it with: pip install 'heylook-core[audio]'"
         ) from error
     return av
 

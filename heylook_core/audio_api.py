@@ -18,7 +18,7 @@ from heylook_core.audio import decode_audio, format_transcription
 from heylook_core.errors import UnsupportedError
 from heylook_core.providers import Capability
 from heylook_core.security import require_api_key
-from heylook_core.types import TranscriptionRequest
+from heylook_core.types import MAX_MODEL_NAME, TranscriptionRequest
 
 audio_router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
@@ -64,7 +64,7 @@ async def _transcribe(
 async def transcriptions(
     http: Request,
     file: UploadFile = File(..., description="the audio: wav, flac, mp3, ogg, m4a, webm, ..."),
-    model: str | None = Form(None),
+    model: str | None = Form(None, max_length=MAX_MODEL_NAME),
     language: str | None = Form(None, max_length=32, description="ISO-639-1 code of the spoken language"),
     prompt: str | None = Form(None, max_length=10_000),
     response_format: ResponseFormat = Form("json"),
@@ -87,7 +87,7 @@ async def transcriptions(
 async def translations(
     http: Request,
     file: UploadFile = File(..., description="the audio: wav, flac, mp3, ogg, m4a, webm, ..."),
-    model: str | None = Form(None),
+    model: str | None = Form(None, max_length=MAX_MODEL_NAME),
     prompt: str | None = Form(None, max_length=10_000),
     response_format: ResponseFormat = Form("json"),
     temperature: float | None = Form(None, ge=0.0, le=1.0),
