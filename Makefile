@@ -18,9 +18,11 @@ $(VENV)/bin/python:
 
 venv: $(VENV)/bin/python
 
-# llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores, once); the wheel is cached in $(HEYLOOK_CACHE)/wheels.
+# llama-cpp-python compiles llama.cpp for this host (about 6 minutes on 2 cores, once per build key: version,
+# CMAKE_ARGS, flag set, compiler, CPU); the wheel is smoke-tested, cached under $(HEYLOOK_CACHE)/llama-cpp-python and
+# copied alone into $(HEYLOOK_CACHE)/wheels, and installed into the venv in place of any other build.
 llama-cpp-wheel: venv
-	PYTHON=$(VENV)/bin/python bash scripts/build-llama-cpp-wheel.sh
+	PYTHON=$(VENV)/bin/python bash scripts/build-llama-cpp-wheel.sh --install
 
 serve: venv llama-cpp-wheel
 	$(PIP) install -q --find-links "$(HEYLOOK_CACHE)/wheels" . "./heylook-llamacpp[default-model]"
@@ -39,6 +41,7 @@ test: test-deps
 lint: venv
 	$(PIP) install -q "ruff>=0.6"
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	cmp heylook-llamacpp/heylook_llamacpp/ggml_build.py heylook-llama-server/heylook_llama_server/ggml_build.py
 
 bench-overhead: venv
 	$(PIP) install -q . ./plugins/heylook-echo

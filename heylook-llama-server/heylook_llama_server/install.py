@@ -1,10 +1,16 @@
-"""``heylookllm llama-server install``: build llama-server from source into the user cache, once.
+"""``heylookllm llama-server install``: build llama-server from source for this host into the user cache, once.
 
 The source is the pinned llama-cpp-python sdist from PyPI (``pip download``), checked against its sha256; its
-vendored ``llama.cpp`` tree is built with CMake for this machine's CPU (``GGML_NATIVE``), statically linked, with
-no network access during the build (no web UI download, no curl). Every step is cached under
-``<cache>/llama-server/``: the sdist in ``downloads/``, the tree in ``<version>/src``, the CMake build in
-``<version>/build`` (so an interrupted build resumes) and the result in ``<version>/bin/llama-server``.
+vendored ``llama.cpp`` tree is built with CMake, statically linked, with no network access during the build (no web
+UI download, no curl). The flag sets and the cache key come from :mod:`heylook_llama_server.ggml_build`: by default
+``native-noamx`` (``-march=native`` without ggml's AMX kernels), and ``portable`` when that build dies in the smoke
+test (the binary serves the default GGUF on a free loopback port and answers a short completion). ``$CMAKE_ARGS`` is
+appended to heylook's CMake options and is part of the key.
+
+Cache layout under ``<cache>/``: the sdist in ``downloads/`` (shared with the wheel build), the tree in
+``llama-server/<version>/src``, then one entry per build key in ``llama-server/<version>/<key>/`` holding the CMake
+build in ``build/`` (an interrupted build resumes), the result in ``bin/llama-server`` and ``build.json`` (or only
+``unusable.json`` where the build crashed here); ``llama-server/<version>/current`` names the chosen entry.
 
 This module needs only the standard library, so ``scripts/build-llama-server.sh`` can run it as
 ``python -m heylook_llama_server.install`` before any environment exists; the CLI command calls the same
@@ -25,20 +31,24 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from heylook_llama_server import ggml_build
 from heylook_llama_server.binary import (
+    BINARY_NAME,
     SOURCE_PACKAGE,
     SOURCE_SHA256,
     SOURCE_VERSION,
     build_root,
-    built_binary,
     cache_root,
     find_binary,
+    select_build,
+    smoke_binary,
 )
+from heylook_llama_server.ggml_build import FlagSet, Record
 
+# heylook's options; the flag set's (GGML_NATIVE, C/C++ flags) and the user's $CMAKE_ARGS follow, in that order.
 CMAKE_OPTIONS = [
     "-DCMAKE_BUILD_TYPE=Release",
     "-DBUILD_SHARED_LIBS=OFF",
-    "-DGGML_NATIVE=ON",
     "-DLLAMA_BUILD_COMMON=ON",
     "-DLLAMA_BUILD_TOOLS=ON",
     "-DLLAMA_BUILD_SERVER=ON",
@@ -162,9 +172,13 @@ def _run(command: Sequence[str], log: Path, *, progress: bool) -> None:
         raise InstallError(f"'{' '.join(command)}' failed (exit code {code}); log: {log}\n" + "\n".join(tail))
 
 
-def build(source: Path, root: Path, jobs: int, tools: dict[str, str], log: Path) -> Path:
+def cmake_configure_args(flags: FlagSet) -> list[str]:
+    return [*CMAKE_OPTIONS, *flags.cmake_args(), *ggml_build.user_cmake_args()]
+
+
+def build(source: Path, root: Path, jobs: int, tools: dict[str, str], log: Path, flags: FlagSet) -> Path:
     build_dir = root / "build"
-    configure = ["cmake", "-S", str(source), "-B", str(build_dir), *CMAKE_OPTIONS]
+    configure = ["cmake", "-S", str(source), "-B", str(build_dir), *cmake_configure_args(flags)]
     cached_generator = _cached_generator(build_dir)
     if cached_generator:
         configure += ["-G", cached_generator]
@@ -190,40 +204,81 @@ def _cached_generator(build_dir: Path) -> str | None:
     return None
 
 
-def install(*, force: bool = False, jobs: int | None = None) -> Path:
-    """Build llama-server into the user cache unless a binary is found; returns the binary's path."""
+def entry_for(name: str) -> tuple[FlagSet, dict[str, object], str, Path]:
+    """The flag set called ``name``, its key facts, its cache key and its cache entry directory."""
+    flags = ggml_build.flag_set(name)
+    facts = ggml_build.key_facts("llama-server", SOURCE_VERSION, flags, {"cmake_options": CMAKE_OPTIONS})
+    key = ggml_build.cache_key(facts)
+    return flags, facts, key, build_root() / key
+
+
+def install(*, force: bool = False, jobs: int | None = None, chain: Sequence[str] | None = None) -> Path:
+    """Build llama-server for this host unless a usable binary is found; returns the binary's path.
+
+    A binary from the config, ``$HEYLOOK_LLAMA_SERVER`` or ``PATH`` is used as it is (unless ``force``). heylook's
+    own builds are smoke-tested before they are trusted, cached or just built; one killed by a signal is deleted
+    and the next flag set of ``chain`` (default: native-noamx, then portable) is built instead.
+    """
     if not force:
         found = find_binary()
-        if found is not None:
+        if found is not None and found.source != "heylook build":
             _say(f"already available: {found.path} (from {found.source}); pass --force to build anyway")
             return found.path
     started = time.monotonic()
     root = build_root()
-    tools = check_tools()
     log_dir = cache_root() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / "llama-server-build.log"
-    log.write_text(f"heylook llama-server build of {SOURCE_PACKAGE} {SOURCE_VERSION}\n", encoding="utf-8")
-    sdist = fetch_source(cache_root() / "llama-server" / "downloads")
-    source = extract_tree(sdist, root)
-    produced = build(source, root, jobs or os.cpu_count() or 2, tools, log)
-    target = built_binary()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    shutil.copy2(produced, partial)
-    os.replace(partial, target)
-    check = subprocess.run([str(target), "--version"], capture_output=True, text=True, timeout=30, check=False)
-    if check.returncode != 0:
-        raise InstallError(f"{target} --version failed (exit code {check.returncode}): {check.stderr.strip()}")
-    version = next((line for line in check.stderr.splitlines() + check.stdout.splitlines() if "version" in line), "")
-    _say(f"installed {target} ({version.strip()}) in {time.monotonic() - started:.0f} s")
-    return target
+    model = ggml_build.smoke_model(cache_root())
+    threads, _ = ggml_build.physical_cores()
+    reasons = []
+    for name in chain or ggml_build.default_chain():
+        flags, facts, key, entry = entry_for(name)
+        label = f"llama-server {SOURCE_VERSION} ({flags.name}, key {key})"
+        marker = ggml_build.unusable(entry)
+        if marker is not None and not force:
+            _say(f"{label}: skipped, it crashed on {marker.get('host')} before: {marker.get('detail')}")
+            reasons.append(f"{flags.name}: {marker.get('detail')}")
+            continue
+        target = entry / "bin" / BINARY_NAME
+        if target.is_file() and not force:
+            _say(f"{label}: cached {target}; smoke-testing it")
+        else:
+            (entry / ggml_build.UNUSABLE).unlink(missing_ok=True)
+            tools = check_tools()
+            log = log_dir / "llama-server-build.log"
+            log.write_text(f"heylook llama-server build of {SOURCE_PACKAGE} {SOURCE_VERSION} ({flags.name})\n")
+            sdist = fetch_source(cache_root() / "downloads")
+            source = extract_tree(sdist, root)
+            _say(f"{label}: building ({flags.note}); CMake options: {' '.join(cmake_configure_args(flags))}")
+            produced = build(source, entry, jobs or os.cpu_count() or 2, tools, log, flags)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            shutil.copy2(produced, partial)
+            os.replace(partial, target)
+        result = smoke_binary(target, model, threads)
+        if result.crashed:
+            _say(
+                f"{label}: UNUSABLE on this CPU, the smoke test was {result.detail}; "
+                "removed it from the cache, trying the next flag set"
+            )
+            ggml_build.mark_unusable(entry, flags.name, result)
+            reasons.append(f"{flags.name}: {result.detail}")
+            continue
+        if not result.ok:
+            raise InstallError(f"{label}: the smoke test failed ({result.detail}); output:\n{result.output[-3000:]}")
+        Record(key, flags.name, facts, str(target), result.as_dict()).write(entry)
+        select_build(key)
+        features = ggml_build.cpu_features_used(result.system_info)
+        _say(f"{label}: smoke test passed ({result.detail}); CPU features: {features}")
+        _say(f"installed {target} in {time.monotonic() - started:.0f} s")
+        return target
+    raise InstallError(f"no build of llama-server runs on this host ({'; '.join(reasons)})")
 
 
 def install_command(args: argparse.Namespace) -> int:
     try:
-        install(force=args.force, jobs=args.jobs)
-    except InstallError as error:
+        install(force=args.force, jobs=args.jobs, chain=[args.flags] if getattr(args, "flags", None) else None)
+    except (InstallError, RuntimeError, ValueError) as error:
         sys.stderr.write(f"llama-server install failed: {error}\n")
         return 1
     return 0
@@ -233,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m heylook_llama_server.install", description=__doc__)
     parser.add_argument("--force", action="store_true", help="build again even when a binary exists")
     parser.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: CPU count)")
+    parser.add_argument("--flags", choices=ggml_build.FLAG_SETS, default=None, help="one flag set, no fallback")
     return install_command(parser.parse_args(argv))
 
 

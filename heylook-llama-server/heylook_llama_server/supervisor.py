@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 
 from heylook_core import ProviderError
+from heylook_llama_server.ggml_build import describe_exit
 
 logger = logging.getLogger(__name__)
 output_logger = logging.getLogger("heylook_llama_server.server")
@@ -183,11 +184,14 @@ class Supervisor:
             self.last_exit = f"exit code {process.returncode}"
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < self.restart_window_s]
+            code = process.returncode
+            why = f" ({describe_exit(code)}; 'heylookllm doctor' smoke-tests the binary)" if code < 0 else ""
             logger.error(
-                "model '%s': llama-server pid %d exited with code %s; its last output:\n%s",
+                "model '%s': llama-server pid %d exited with code %s%s; its last output:\n%s",
                 self.model_id,
                 process.pid,
-                process.returncode,
+                code,
+                why,
                 self.output(),
             )
             if len(self.restarts) >= self.max_restarts:
