@@ -54,7 +54,12 @@ class LlamaServerConfig(ProviderConfig):
     binary: str | None = Field(default=None, description="llama-server executable (default: found automatically)")
     n_ctx: int = Field(default=4096, ge=0, description="context size in tokens, shared by the slots (0 = model's)")
     parallel: int = Field(default=1, ge=1, le=256, description="parallel slots (requests served at once per server)")
-    n_threads: int | None = Field(default=None, ge=1, description="CPU threads for generation (default: llama.cpp's)")
+    n_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for generation (default: the number of physical cores)"
+    )
+    n_threads_batch: int | None = Field(
+        default=None, ge=1, description="CPU threads for prompt processing (default: n_threads)"
+    )
     n_gpu_layers: int | None = Field(default=None, ge=-1, description="layers to offload to the GPU (-1 = all)")
     chat_template: str | None = Field(
         default=None, description="a built-in template name (gemma, chatml, llama3, ...) or Jinja template text"
@@ -92,6 +97,15 @@ class LlamaServerConfig(ProviderConfig):
             raise ValueError("pooling applies only with embedding = true")
         return self
 
+    def threads(self) -> tuple[int, int, str]:
+        """Threads for generation and for prompt processing, and why: the config's, else one per physical core."""
+        from heylook_llama_server.ggml_build import physical_cores
+
+        cores, how = physical_cores()
+        threads = self.n_threads or cores
+        why = "n_threads in the config" if self.n_threads else f"default: {how}"
+        return threads, self.n_threads_batch or threads, why
+
     @property
     def remote(self) -> bool:
         return bool(self.url or self.urls)
@@ -103,8 +117,8 @@ class LlamaServerConfig(ProviderConfig):
         """The llama-server arguments for this model (without ``--host``/``--port``)."""
         args = ["--model", str(Path(self.model_path or "").expanduser()), "--ctx-size", str(self.n_ctx)]
         args += ["--parallel", str(self.parallel)]
-        if self.n_threads is not None:
-            args += ["--threads", str(self.n_threads)]
+        threads, threads_batch, _ = self.threads()
+        args += ["--threads", str(threads), "--threads-batch", str(threads_batch)]
         if self.n_gpu_layers is not None:
             args += ["--n-gpu-layers", str(self.n_gpu_layers)]
         if self.chat_template_file:
@@ -181,6 +195,9 @@ def register_commands(cli: argparse._SubParsersAction) -> None:
     install = sub.add_parser("install", help="build llama-server from source into the user cache (once)")
     install.add_argument("--force", action="store_true", help="build again even when a binary exists")
     install.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: CPU count)")
+    install.add_argument(
+        "--flags", choices=("native-noamx", "portable", "native"), default=None, help="one flag set, no fallback"
+    )
     install.set_defaults(handler=_install_command)
     which = sub.add_parser("which", help="print the llama-server binary heylook would use")
     which.set_defaults(handler=_which_command)

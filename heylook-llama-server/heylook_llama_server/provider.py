@@ -185,6 +185,16 @@ class LlamaServerProvider(Provider):
             raise ModelLoadError(self.model_id, f"model_path '{config.model_path}' is not a file")
         if config.chat_template_file and not Path(config.chat_template_file).expanduser().is_file():
             raise ModelLoadError(self.model_id, f"chat_template_file '{config.chat_template_file}' is not a file")
+        threads, threads_batch, why = config.threads()
+        logger.info(
+            "model '%s': llama-server %s (%s) with %d threads, %d for prompt processing (%s)",
+            self.model_id,
+            found.path,
+            found.source,
+            threads,
+            threads_batch,
+            why,
+        )
         self.supervisor = Supervisor(
             self.model_id,
             found.path,

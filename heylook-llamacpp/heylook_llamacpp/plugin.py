@@ -37,8 +37,12 @@ class LlamaCppConfig(ProviderConfig):
     )
     n_ctx: int = Field(default=4096, ge=0, description="context size in tokens; 0 takes the model's trained length")
     n_gpu_layers: int = Field(default=0, ge=-1, description="layers to offload to the GPU; -1 offloads all")
-    n_threads: int | None = Field(default=None, ge=1, description="threads for generation (default: half the cores)")
-    n_threads_batch: int | None = Field(default=None, ge=1, description="threads for prompt processing")
+    n_threads: int | None = Field(
+        default=None, ge=1, description="threads for generation (default: one per physical core)"
+    )
+    n_threads_batch: int | None = Field(
+        default=None, ge=1, description="threads for prompt processing (default: n_threads, else one per physical core)"
+    )
     n_batch: int = Field(default=512, ge=1, description="prompt tokens processed per step")
     chat_format: str | None = Field(
         default=None, description="a llama-cpp-python chat format (e.g. 'gemma', 'chatml') for GGUFs without a template"
@@ -109,14 +113,80 @@ def parameters(config: LlamaCppConfig) -> frozenset[str]:
     return frozenset(names)
 
 
+def default_threads(config: LlamaCppConfig) -> tuple[int, int, str]:
+    """Threads for generation and prompt processing, and why: the config's, else one per physical core.
+
+    llama-cpp-python's own default is half the logical CPUs (1 thread on a 2-core VM) for generation.
+    """
+    from heylook_llamacpp.ggml_build import physical_cores
+
+    cores, how = physical_cores()
+    threads = config.n_threads or cores
+    batch = config.n_threads_batch or threads
+    if config.n_threads or config.n_threads_batch:
+        why = "from the config" + ("" if config.n_threads and config.n_threads_batch else f"; default {how}")
+    else:
+        why = f"default: {how}"
+    return threads, batch, why
+
+
+def build_description() -> str:
+    """``llama-cpp-python 0.3.36+native.noamx.<key>, flag set native-noamx``: the installed build, for logs."""
+    import importlib.metadata
+
+    from heylook_llamacpp.build import record_of
+
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return "llama-cpp-python not installed"
+    record = record_of(version)
+    flags = f"flag set {record.flag_set}" if record else "not a heylook build: flags unknown"
+    return f"llama-cpp-python {version}, {flags}"
+
+
 def check() -> Availability:
+    """``heylookllm doctor``: the installed build, its smoke test (the default GGUF in a subprocess), the threads."""
     if importlib.util.find_spec("llama_cpp") is None:
         return Availability(
             False,
             "llama-cpp-python is not installed",
             "pip install llama-cpp-python==0.3.36 (scripts/build-llama-cpp-wheel.sh builds and caches the wheel)",
         )
-    return Availability(True)
+    from heylook_llamacpp import build, engine_log, ggml_build
+
+    threads, _, why = default_threads(LlamaCppConfig(model_path="-"))
+    lines = [build_description()]
+    lines.append(f"threads: {threads} for generation and prompt processing ({why}); n_threads overrides")
+    lines += engine_log.dead_engines()
+    model = None
+    if default_model_installed():
+        from heylook_llamacpp import default_model
+
+        model = default_model.resolve(DEFAULT_MODEL_ID, DEFAULT_MODEL_PATH)
+    elif (ggml_build.cache_root() / "models" / ggml_build.SMOKE_MODEL_NAME).is_file():
+        model = ggml_build.cache_root() / "models" / ggml_build.SMOKE_MODEL_NAME
+    if model is None:
+        lines.append("smoke test: skipped, no default model here (pip install 'heylook-llamacpp[default-model]')")
+        return Availability(True, "\n       ".join(lines))
+    result = build.smoke_installed(model=model)
+    lines.append(f"smoke test: {'passed' if result.ok else 'FAILED'}, {result.detail}")
+    if result.system_info:
+        lines.append(f"CPU features used: {ggml_build.cpu_features_used(result.system_info)}")
+    detail = "\n       ".join(lines)
+    if result.ok:
+        return Availability(True, detail)
+    if result.crashed:
+        return Availability(
+            False,
+            detail,
+            "this llama.cpp build uses instructions this CPU cannot run: scripts/build-llama-cpp-wheel.sh --install "
+            "(or make serve) rebuilds it for this host and falls back to the portable flag set; "
+            "--flags portable forces that",
+        )
+    return Availability(
+        False, detail, "see the output above; scripts/build-llama-cpp-wheel.sh --install --force rebuilds"
+    )
 
 
 def _factory() -> type[Provider]:

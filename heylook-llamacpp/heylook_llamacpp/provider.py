@@ -48,8 +48,8 @@ from heylook_core.types import (
     HiddenStates,
     HiddenStatesRequest,
 )
-from heylook_llamacpp import default_model
-from heylook_llamacpp.plugin import LlamaCppConfig
+from heylook_llamacpp import default_model, engine_log
+from heylook_llamacpp.plugin import LlamaCppConfig, build_description, default_threads
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +142,15 @@ class LlamaCppProvider(ThreadedProvider):
                 self.model_id,
                 path,
             )
+        n_threads, n_threads_batch, why = default_threads(config)
+        engine_log.engine_loading(self.model_id, build_description())
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=config.n_ctx,
                 n_gpu_layers=config.n_gpu_layers,
-                n_threads=config.n_threads,
-                n_threads_batch=config.n_threads_batch,
+                n_threads=n_threads,
+                n_threads_batch=n_threads_batch,
                 n_batch=config.n_batch,
                 n_ubatch=config.n_batch,
                 chat_format=chat_format,
@@ -162,6 +164,7 @@ class LlamaCppProvider(ThreadedProvider):
                 verbose=False,
             )
         except ValueError as error:
+            engine_log.engine_unloaded(self.model_id)
             raise ProviderError(
                 f"model '{self.model_id}': llama.cpp failed to load {path} with n_ctx = {config.n_ctx}: {error} "
                 "(not enough memory for this context? lower n_ctx)"
@@ -170,11 +173,13 @@ class LlamaCppProvider(ThreadedProvider):
             self.llm.chat_handler = self._template_handler(config.chat_template)
         self._install_meter()
         logger.info(
-            "model '%s' loaded from %s (n_ctx %d, %d threads)",
+            "model '%s' loaded from %s (n_ctx %d, %d threads, %d for prompt processing: %s)",
             self.model_id,
             path,
             self.llm.n_ctx(),
             self.llm.n_threads,
+            self.llm.n_threads_batch,
+            why,
         )
 
     def unload_sync(self) -> None:
@@ -183,6 +188,7 @@ class LlamaCppProvider(ThreadedProvider):
         self._templates.clear()
         if llm is not None:
             llm.close()
+        engine_log.engine_unloaded(self.model_id)
 
     def info(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"model_path": str(self.path) if self.path else self.config.model_path}
