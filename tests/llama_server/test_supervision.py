@@ -147,7 +147,10 @@ def test_cli_reports_and_installs_the_binary(binary: Path) -> None:
     install = subprocess.run(
         [*command, "llama-server", "install"], capture_output=True, text=True, env=env, timeout=60, check=False
     )
-    assert install.returncode == 0 and "already available" in install.stdout
+    assert install.returncode == 0, install.stderr
+    # a binary from PATH/$HEYLOOK_LLAMA_SERVER is used as it is; heylook's own cached build is smoke-tested, not rebuilt
+    out = install.stdout
+    assert "already available" in out or ("cached" in out and "smoke test passed" in out and "building" not in out)
 
 
 def test_doctor_says_how_to_get_a_binary(tmp_path: Path) -> None:
