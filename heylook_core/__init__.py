@@ -3,6 +3,8 @@
 The names here are the surface plugin authors use; ``tests/core/test_public_api.py`` keeps ``__all__`` honest.
 """
 
+from importlib import metadata as _metadata
+
 from heylook_core.config import ModelEntry, SamplingDefaults, Settings
 from heylook_core.errors import (
     BadRequestError,
@@ -34,7 +36,10 @@ from heylook_core.service import GenerationService, Prepared
 from heylook_core.streaming import is_ping
 from heylook_core.types import ChatRequest, ChatResult, CompletionRequest, Delta, TokenLogprob, TopLogprob, Usage
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("heylook-core")  # written once, in pyproject.toml
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "SAMPLING_PARAMETERS",

@@ -17,3 +17,21 @@ def test_all_lists_every_public_class() -> None:
         if not name.startswith("_") and isinstance(value, type) and value.__module__.startswith("heylook_core")
     }
     assert public <= set(heylook_core.__all__)
+
+
+def test_the_installed_distribution_is_under_test() -> None:
+    """Under tox, the tests import heylook-core as installed (a file missing from the wheel fails), not the tree."""
+    import os
+    import sysconfig
+    from importlib import metadata
+    from pathlib import Path
+
+    import pytest
+
+    if "TOX_ENV_NAME" not in os.environ:
+        pytest.skip("checked in the tox envs, which install the distributions")
+    root = Path(__file__).resolve().parents[2]
+    imported = Path(heylook_core.__file__).resolve()
+    assert not imported.is_relative_to(root), f"heylook_core was imported from the source tree: {imported}"
+    assert imported.is_relative_to(Path(sysconfig.get_paths()["purelib"]).resolve())
+    assert heylook_core.__version__ == metadata.version("heylook-core")
