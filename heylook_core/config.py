@@ -68,6 +68,11 @@ class ModelEntry(_Strict):
     description: str = ""
     owned_by: str = "heylook"
     think_tags: list[str] = Field(default_factory=lambda: ["<think>", "</think>"])
+    tool_parser: str | None = Field(
+        default=None,
+        description="the tool-call format of the model's output (hermes, llama3, mistral, deepseek, harmony, none); "
+        "default: detected from the chat template by the provider",
+    )
     config: dict[str, Any] = Field(default_factory=dict)
     defaults: SamplingDefaults = Field(default_factory=SamplingDefaults)
 
@@ -77,6 +82,18 @@ class ModelEntry(_Strict):
         if value and (len(value) != 2 or not all(value)):
             raise ValueError("think_tags is [opening, closing] or [] to turn reasoning parsing off")
         return value
+
+    @field_validator("tool_parser")
+    @classmethod
+    def _known_parser(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() == "none":
+            return value and "none"
+        from heylook_core.toolcalls import canonical, format_names
+
+        name = canonical(value)
+        if name is None:
+            raise ValueError(f"unknown tool_parser {value!r}; one of: {', '.join(format_names())}, none")
+        return name
 
 
 class ServerSettings(_Strict):

@@ -35,6 +35,7 @@ from heylook_core.middleware import GenerationContext, compose
 from heylook_core.providers import Capability
 from heylook_core.runner import CancelToken
 from heylook_core.streaming import PrimedStream
+from heylook_core.toolcalls import Parsed, ToolCallParser
 from heylook_core.types import ChatRequest, ChatResult, CompletionRequest, Delta, SamplingParams, Usage
 
 if TYPE_CHECKING:
@@ -132,7 +133,8 @@ class GenerationService:
                 else:
                     text = prompt if prompt is not None else request.prompts()[0]
                     stream = provider.complete(request, text, cancel)
-                async for delta in _events(stream, think_tags, target, server):
+                tools = _tool_parser(request, target, provider)
+                async for delta in _events(stream, think_tags, target, server, tools):
                     yield delta
 
         if not server.host.has_wrappers():
@@ -182,14 +184,34 @@ def _fields_of(request: object) -> dict[str, object]:
     return data
 
 
+def _tool_parser(request: GenerationRequest, slot: ModelSlot, provider: object) -> ToolCallParser | None:
+    """The tool-call parser for a request that offers tools, where the model's output needs one.
+
+    The model's ``tool_parser`` (models.toml) wins; otherwise the provider's ``tool_parser`` attribute (a format it
+    detected from the model's chat template). A provider whose engine parses calls itself sets neither.
+    """
+    if not isinstance(request, ChatRequest) or not request.tools or request.tool_choice == "none":
+        return None
+    name = slot.model.entry.tool_parser or getattr(provider, "tool_parser", None)
+    if not name or name == "none":
+        return None
+    return ToolCallParser(name, parallel=request.parallel_tool_calls is not False)
+
+
 async def _events(
-    deltas: AsyncIterator[Delta], tags: list[str], slot: ModelSlot, server: Server
+    deltas: AsyncIterator[Delta],
+    tags: list[str],
+    slot: ModelSlot,
+    server: Server,
+    tools: ToolCallParser | None = None,
 ) -> AsyncIterator[Delta]:
     """A provider's deltas as the service's events, in one pass.
 
-    Splits reasoning out of the text between the model's think tags; ends a stream that lacks its last event the
-    documented way (``finish_reason = "stop"``, logged as a provider bug); turns an unexpected exception, or an item
-    that is not a :class:`Delta`, into one attributed log line and a sanitised 500.
+    Splits reasoning out of the text between the model's think tags; reads tool calls out of the rest with
+    ``tools`` (see :mod:`heylook_core.toolcalls`; ``finish_reason`` becomes ``"tool_calls"`` when it found one);
+    ends a stream that lacks its last event the documented way (``finish_reason = "stop"``, logged as a provider
+    bug); turns an unexpected exception, or an item that is not a :class:`Delta`, into one attributed log line and a
+    sanitised 500.
     """
     host = server.host
     splitter = ThinkSplitter(tags[0], tags[1]) if tags else None
@@ -210,6 +232,9 @@ async def _events(
                     content, reasoning = splitter.flush()
                     delta.text += content
                     delta.reasoning += reasoning
+            if tools is not None:
+                _read_tool_calls(tools, delta)
+            if splitter is not None or tools is not None:
                 if not (delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason or delta.logprobs):
                     continue
             if delta.finish_reason is not None:
@@ -228,7 +253,27 @@ async def _events(
             origin_of(host, slot),
         )
         tail = splitter.flush() if splitter is not None else ("", "")
-        yield Delta(text=tail[0], reasoning=tail[1], finish_reason="stop", usage=usage or Usage())
+        last = Delta(text=tail[0], reasoning=tail[1], finish_reason="stop", usage=usage or Usage())
+        if tools is not None:
+            _read_tool_calls(tools, last)
+        yield last
+
+
+def _read_tool_calls(tools: ToolCallParser, delta: Delta) -> None:
+    """Move the tool calls in ``delta.text`` to ``delta.tool_calls`` (and the last delta's held text back)."""
+    parsed = tools.feed(delta.text) if delta.text else Parsed()
+    if delta.finish_reason is not None:
+        tail = tools.finish()
+        parsed.text += tail.text
+        parsed.reasoning += tail.reasoning
+        parsed.tool_calls += tail.tool_calls
+        if tools.calls and delta.finish_reason == "stop":
+            delta.finish_reason = "tool_calls"
+    delta.text = parsed.text
+    if parsed.reasoning:
+        delta.reasoning += parsed.reasoning
+    if parsed.tool_calls:
+        delta.tool_calls = (delta.tool_calls or []) + parsed.tool_calls
 
 
 __all__ = ["FIRST_DELTA_WAIT_S", "GenerationService", "Prepared", "apply_model_defaults"]

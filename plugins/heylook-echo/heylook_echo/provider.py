@@ -126,7 +126,7 @@ class EchoProvider(ThreadedProvider):
             text = json.dumps({"echo": text})
         if request.messages[-1].role == "tool":  # a tool's result: answer with it, as a model would
             text = f"the tool said: {request.messages[-1].text()}"
-        elif request.tools and request.tool_choice != "none":
+        elif request.tools and request.tool_choice != "none" and not self.config.tool_text:
             yield from self._tool_call(request, text, prompt_tokens)
             return
         if request.enable_thinking:
