@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from heylook_core.errors import UnsupportedError
+from heylook_core.errors import BadRequestError, UnsupportedError
 from heylook_core.providers import Capability
 from heylook_core.security import require_api_key
 from heylook_core.types import EmbeddingRequest, HiddenStatesRequest, TokenizeRequest
@@ -40,6 +40,15 @@ async def embeddings(body: EmbeddingRequest, http: Request) -> Response:
             "embeddings",
             param="model",
             hint=f"its capabilities: {', '.join(sorted(c.value for c in model.capabilities))}",
+        )
+    if body.has_token_ids() and not model.entry.embedding_token_ids:
+        raise BadRequestError(
+            f"model '{model.id}' takes its embedding input as text, not token ids: token ids are only read as "
+            "this model's own vocabulary when its [[models]] entry sets embedding_token_ids = true. Clients that "
+            "send token arrays usually send OpenAI's tiktoken ids, which would give wrong vectors; with "
+            "LangChain's OpenAIEmbeddings pass check_embedding_ctx_length=False to send text",
+            param="input",
+            code="token_ids_not_accepted",
         )
     if body.dimensions is not None and "dimensions" not in model.parameters:
         raise UnsupportedError(model.id, "the parameter 'dimensions'", param="dimensions")
@@ -139,4 +148,8 @@ async def list_models(http: Request) -> dict[str, Any]:
 @v1.get("/models/{model_id:path}")
 async def get_model(model_id: str, http: Request) -> dict[str, Any]:
     server = server_of(http)
+    if model_id.endswith("/") and model_id.rstrip("/") in server.router.names:
+        model_id = model_id.rstrip("/")  # /v1/models/{id}/ is the same model
+    if not model_id:
+        raise BadRequestError("the model id is empty: GET /v1/models lists the models", param="model")
     return model_card(server, server.router.resolve(model_id))

@@ -25,6 +25,7 @@ from heylook_core.router import Router
 from heylook_core.security import BodyLimit, RequestGuard, require_admin_key, require_api_key
 from heylook_core.service import GenerationService
 from heylook_core.serving import Drain
+from heylook_core.types import ParamError
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str | None]
     if not errors:
         return "invalid request", None
     first = errors[0]
+    cause = first.get("ctx", {}).get("error")
     if first.get("type") == "json_invalid":
         return f"request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", None
     loc = [str(part) for part in first.get("loc", ())]
@@ -102,12 +104,51 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str | None]
     # Union members show up in the location (``str``, ``list[...]``); keep the field names only.
     loc = [part for part in loc if not any(mark in part for mark in ("[", "function-", "literal["))]
     param = ".".join(loc) or None
-    message = first.get("msg", "invalid value")
+    if isinstance(cause, ParamError):  # names its parameter; no "Value error, " prefix
+        if cause.param is not None:
+            return cause.message, cause.param
+        param = ".".join(part for part in (param, cause.sub) if part) or None
+        return (f"{param}: {cause.message}" if param else cause.message), param
+    message = first.get("msg", "invalid value").removeprefix("Value error, ")
     if first.get("type") == "missing":
         message = "field required"
     elif first.get("type") == "extra_forbidden":
         message = "unknown field"
     return (f"{param}: {message}" if param else message), param
+
+
+SERVED_APIS = (
+    "OpenAI's API under /v1 (/v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/models, "
+    "/v1/audio/transcriptions), Anthropic's /v1/messages, Ollama's /api/*, /health, /metrics, and the API "
+    "reference at /docs (/openapi.json)"
+)
+
+
+def _no_route(request: Request) -> str:
+    path = request.url.path
+    shown = path if len(path) <= 128 else path[:128] + "..."
+    return f"no route {request.method} {shown}; this server serves {SERVED_APIS}"
+
+
+class HeadAsGet:
+    """``HEAD`` on a ``GET`` route answers as ``GET`` would, without the body (FastAPI routes list GET only)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app(dict(scope, method="GET"), receive, headers_only)
 
 
 def create_app(server: Server) -> FastAPI:
@@ -158,7 +199,7 @@ def create_app(server: Server) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        message = "no such route" if error.status_code == 404 else str(error.detail)
+        message = _no_route(request) if error.status_code == 404 else str(error.detail)
         shaped = BadRequestError(message) if error.status_code < 500 else HeylookError(message)
         shaped.status_code = error.status_code
         shaped.headers = dict(getattr(error, "headers", None) or {})
@@ -199,6 +240,7 @@ def create_app(server: Server) -> FastAPI:
     )
     app.add_middleware(BodyLimit, limit=server.settings.server.max_body_bytes)
     app.add_middleware(server.metrics.middleware)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(UnexpectedErrors)  # an escaped exception is a 500, never a reset connection
     app.add_middleware(Drain, server=server)  # outermost: counts requests in flight, refuses new ones while draining
     return app

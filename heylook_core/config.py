@@ -75,6 +75,9 @@ class ModelEntry(_Strict):
     )
     config: dict[str, Any] = Field(default_factory=dict)
     defaults: SamplingDefaults = Field(default_factory=SamplingDefaults)
+    # /v1/embeddings input given as token ids is read as this model's vocabulary only when set (clients such as
+    # LangChain send OpenAI's tiktoken ids by default)
+    embedding_token_ids: bool = False
 
     @field_validator("think_tags")
     @classmethod

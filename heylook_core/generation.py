@@ -115,11 +115,16 @@ async def split_reasoning(deltas: AsyncIterator[Delta], tags: list[str]) -> Asyn
             yield delta
 
 
+# Honoured by every model: tools run one at a time unless the provider declares parallel calls, so the switch
+# changes no output for the others (docs/api.md, "Parameters").
+NO_OUTPUT_CHANGE = frozenset({"parallel_tool_calls"})
+
+
 def used_parameters(request: SamplingParams) -> list[str]:
     """The optional parameters a request sets (the ones a provider must honour)."""
     fields = request.model_fields_set
     used = []
-    for name in SAMPLING_PARAMETERS:
+    for name in SAMPLING_PARAMETERS - NO_OUTPUT_CHANGE:
         if name in fields and getattr(request, name, None) not in (None, False):
             used.append(name)
     if isinstance(request, ChatRequest) and request.response_format is not None:
@@ -143,6 +148,10 @@ def check_request(model: ConfiguredModel, request: SamplingParams, capability: C
         if name not in model.parameters:
             known = name in SAMPLING_PARAMETERS
             what = f"the parameter '{name}'" if known else f"the unknown parameter '{name}'"
+            if name == "enable_thinking" and getattr(request, "reasoning_effort", None) is not None:
+                raise UnsupportedError(
+                    model.id, "thinking (reasoning_effort)", param="reasoning_effort", hint="remove it from the request"
+                )
             raise UnsupportedError(model.id, what, param=name, hint="remove it from the request")
 
 

@@ -12,11 +12,33 @@ import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 MAX_MODEL_NAME = 256  # longer ``model`` values are a 400; error messages show a prefix only
 
-ModelName = Annotated[str, Field(max_length=MAX_MODEL_NAME)]
+ModelName = Annotated[str, Field(min_length=1, max_length=MAX_MODEL_NAME)]  # "" is a 400, not the default model
+
+
+class ParamError(ValueError):
+    """A validation error that names its parameter: the 400 carries ``param`` and the message without pydantic's
+    "Value error, " prefix. ``param`` is the full path; ``sub`` is a path below the field that raised it."""
+
+    def __init__(self, message: str, *, param: str | None = None, sub: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.sub = sub
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Requests
@@ -46,14 +68,47 @@ class ImageURL(_Strict):
 class TextPart(_Strict):
     type: Literal["text"]
     text: str
+    cache_control: dict[str, Any] | None = None  # a prompt-caching hint (OpenRouter, LiteLLM); it changes no output
 
 
 class ImagePart(_Strict):
     type: Literal["image_url"]
     image_url: ImageURL
+    cache_control: dict[str, Any] | None = None
 
 
 ContentPart = TextPart | ImagePart
+PART_TYPES = ("text", "image_url")
+_PARTS: TypeAdapter[list[ContentPart]] = TypeAdapter(
+    list[Annotated[ContentPart, Field(discriminator="type")]]  # type: ignore[arg-type]
+)
+_PART_HINTS = {
+    "file": "send documents as text",
+    "input_audio": "transcribe audio with /v1/audio/transcriptions first",
+    "refusal": "send the refusal as a text part",
+}
+
+
+def _content_parts(value: list[Any]) -> list[ContentPart]:
+    """Validate content parts one by one, so that an error names the part type and its real path."""
+    for index, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(part, dict) or not isinstance(kind, str):
+            raise ParamError("a content part is an object with a 'type'", sub=f"{index}")
+        if kind not in PART_TYPES:
+            hint = _PART_HINTS.get(kind)
+            raise ParamError(
+                f"content parts of type '{kind[:64]}' are not supported (supported: {', '.join(PART_TYPES)})"
+                + (f"; {hint}" if hint else ""),
+                sub=f"{index}.type",
+            )
+    try:
+        return _PARTS.validate_python(value)
+    except ValidationError as error:
+        first = error.errors()[0]
+        loc = [str(part) for part in first["loc"]]
+        del loc[1:2]  # (index, part type, field...): the type is the discriminator, not a path
+        raise ParamError(first["msg"], sub=".".join(loc)) from None
 
 
 class FunctionCall(BaseModel):
@@ -78,6 +133,11 @@ class ChatMessage(BaseModel):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     reasoning_content: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _parts(cls, value: Any) -> Any:
+        return _content_parts(value) if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _content_required(self) -> ChatMessage:
@@ -205,6 +265,8 @@ class SamplingParams(BaseModel):
     def _finite_extras(self) -> SamplingParams:
         for key, value in (self.model_extra or {}).items():
             _finite(value, key)
+        if self.stream_options is not None and not self.stream:
+            raise ParamError("stream_options is only allowed when stream is true", param="stream_options")
         return self
 
     def stop_list(self) -> list[str]:
@@ -229,6 +291,16 @@ class ChatRequest(SamplingParams):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     enable_thinking: bool | None = None
+    # OpenAI parameters that change no output here: accepted and not passed on (docs/api.md, "Parameters")
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    service_tier: str | None = Field(default=None, max_length=64)
+    prompt_cache_key: str | None = Field(default=None, max_length=1024)
+    safety_identifier: str | None = Field(default=None, max_length=1024)
+    modalities: list[Literal["text"]] | None = Field(default=None, description="only text output is served")
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = Field(
+        default=None, description="mapped onto enable_thinking: 'none' and 'minimal' turn thinking off, the others on"
+    )
 
     @model_validator(mode="after")
     def _merge_limits(self) -> ChatRequest:
@@ -237,13 +309,24 @@ class ChatRequest(SamplingParams):
                 raise ValueError("max_tokens and max_completion_tokens disagree; send one of them")
             self.max_tokens = self.max_completion_tokens
         if self.top_logprobs is not None and not self.logprobs:
-            raise ValueError("top_logprobs needs logprobs = true")
+            raise ParamError("top_logprobs needs logprobs = true", param="top_logprobs")
         if self.tool_choice is not None and not self.tools:
-            raise ValueError("tool_choice needs tools")
+            raise ParamError("tool_choice needs tools", param="tool_choice")
         if isinstance(self.tool_choice, dict):
             name = self.tool_choice["function"]["name"]
             if not any(tool.function.name == name for tool in self.tools or []):
-                raise ValueError(f"tool_choice names the function '{name[:64]}', which is not in tools")
+                raise ParamError(
+                    f"tool_choice names the function '{name[:64]}', which is not in tools", param="tool_choice"
+                )
+        if self.reasoning_effort is not None:
+            thinking = self.reasoning_effort not in ("none", "minimal")
+            if self.enable_thinking is not None and self.enable_thinking != thinking:
+                raise ParamError(
+                    f"reasoning_effort '{self.reasoning_effort}' and enable_thinking = "
+                    f"{str(self.enable_thinking).lower()} disagree; send one of them",
+                    param="reasoning_effort",
+                )
+            self.enable_thinking = thinking
         return self
 
     def has_images(self) -> bool:
@@ -297,8 +380,11 @@ class EmbeddingRequest(_Strict):
     def _not_empty(self) -> EmbeddingRequest:
         inputs = self.inputs()
         if not inputs or any(len(item) == 0 for item in inputs):
-            raise ValueError("input must not be empty")
+            raise ParamError("input must not be empty", param="input")
         return self
+
+    def has_token_ids(self) -> bool:
+        return any(not isinstance(item, str) for item in self.inputs())
 
 
 class HiddenStatesRequest(_Strict):

@@ -6,6 +6,7 @@ import sys
 import types
 from collections.abc import Callable
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -58,3 +59,176 @@ def test_audio_model_name_too_long_is_a_400(client: TestClient, route: str) -> N
     response = client.post(route, files={"file": ("a.wav", WAV)}, data={"model": "x" * 300})
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "model"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Protocol details
+
+
+def chat(client: TestClient, **fields: object) -> httpx.Response:
+    body = {"model": "echo-small", "messages": [{"role": "user", "content": "hi"}], **fields}
+    return client.post("/v1/chat/completions", json=body)
+
+
+def error_of(response: httpx.Response, status: int = 400) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    return response.json()["error"]
+
+
+TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+
+
+@pytest.mark.parametrize(
+    ("part", "kind"),
+    [
+        ({"type": "file", "file": {"file_data": "x"}}, "file"),
+        ({"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}, "input_audio"),
+        ({"type": "video", "video": {}}, "video"),
+    ],
+)
+def test_a_rejected_content_part_names_its_type_at_its_path(client: TestClient, part: dict, kind: str) -> None:
+    messages = [{"role": "user", "content": [{"type": "text", "text": "see"}, part]}]
+    error = error_of(chat(client, messages=messages))
+    assert error["param"] == "messages.0.content.1.type"
+    assert f"content parts of type '{kind}' are not supported" in error["message"]
+    assert ".str" not in error["message"]
+
+
+def test_an_assistant_refusal_part_is_named(client: TestClient) -> None:
+    messages = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]},
+        {"role": "user", "content": "b"},
+    ]
+    error = error_of(chat(client, messages=messages))
+    assert error["param"] == "messages.1.content.0.type"
+    assert "'refusal'" in error["message"]
+
+
+def test_a_bad_field_in_a_part_is_named_at_its_path(client: TestClient) -> None:
+    messages = [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}]}]
+    error = error_of(chat(client, messages=messages))
+    assert error["param"] == "messages.0.content.1.image_url"
+
+
+def test_cache_control_on_a_part_is_accepted(client: TestClient) -> None:
+    part = {"type": "text", "text": "cached words", "cache_control": {"type": "ephemeral"}}
+    response = chat(client, messages=[{"role": "user", "content": [part]}])
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "cached words"
+
+
+def test_tool_choice_naming_a_function_not_in_tools_is_a_400(client: TestClient) -> None:
+    error = error_of(chat(client, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "other"}}))
+    assert error["param"] == "tool_choice"
+    assert error["message"] == "tool_choice names the function 'other', which is not in tools"
+
+
+def test_an_empty_tool_choice_object_is_a_400(client: TestClient) -> None:
+    assert error_of(chat(client, tools=TOOLS, tool_choice={}))["param"] == "tool_choice"
+
+
+def test_an_empty_model_is_a_400(client: TestClient) -> None:
+    assert error_of(chat(client, model=""))["param"] == "model"
+    assert error_of(client.post("/v1/embeddings", json={"model": "", "input": "a"}))["param"] == "model"
+    assert error_of(client.get("/v1/models/"))["param"] == "model"
+
+
+def test_a_trailing_slash_on_a_model_resolves(client: TestClient) -> None:
+    response = client.get("/v1/models/echo-small/")
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == "echo-small"
+
+
+def test_stream_options_without_stream_is_a_400(client: TestClient) -> None:
+    error = error_of(chat(client, stream_options={"include_usage": True}))
+    assert error["param"] == "stream_options"
+    completion = client.post(
+        "/v1/completions", json={"prompt": "a", "stream": False, "stream_options": {"include_usage": True}}
+    )
+    assert error_of(completion)["param"] == "stream_options"
+    assert chat(client, stream=True, stream_options={"include_usage": True}).status_code == 200
+
+
+def test_validator_messages_name_their_param_without_pydantic_prefix(client: TestClient) -> None:
+    error = error_of(chat(client, top_logprobs=2))
+    assert (error["param"], error["message"]) == ("top_logprobs", "top_logprobs needs logprobs = true")
+    error = error_of(client.post("/v1/embeddings", json={"input": ""}))
+    assert (error["param"], error["message"]) == ("input", "input must not be empty")
+    error = error_of(chat(client, tool_choice="auto"))
+    assert error["param"] == "tool_choice"
+    assert "Value error" not in error["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/v1/models/echo-small", "/health", "/api/tags", "/openapi.json"])
+def test_head_on_get_routes(client: TestClient, path: str) -> None:
+    get = client.get(path)
+    head = client.head(path)
+    assert head.status_code == 200 == get.status_code
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_head_on_a_post_route_is_still_a_405(client: TestClient) -> None:
+    assert client.head("/v1/chat/completions").status_code == 405
+
+
+def test_the_404_for_an_unknown_route_names_the_path_and_the_apis(client: TestClient) -> None:
+    error = error_of(client.get("/v2/chat/completions"), 404)
+    assert "GET /v2/chat/completions" in error["message"]
+    assert "/v1" in error["message"] and "/docs" in error["message"]
+
+
+def test_parameters_that_change_no_output_are_accepted(client: TestClient) -> None:
+    response = chat(
+        client,
+        store=False,
+        metadata={"team": "a"},
+        user="someone",
+        service_tier="auto",
+        prompt_cache_key="k1",
+        safety_identifier="hash",
+        parallel_tool_calls=True,
+        modalities=["text"],
+        tools=TOOLS,
+    )
+    assert response.status_code == 200, response.text
+    assert chat(client, parallel_tool_calls=False).status_code == 200
+
+
+def test_modalities_other_than_text_are_a_400(client: TestClient) -> None:
+    assert error_of(chat(client, modalities=["text", "audio"]))["param"].startswith("modalities")
+
+
+def test_reasoning_effort_maps_onto_enable_thinking(client: TestClient) -> None:
+    thinking = chat(client, reasoning_effort="medium").json()["choices"][0]["message"]
+    assert thinking["reasoning_content"] == "The user wrote 1 words."
+    plain = chat(client, reasoning_effort="none").json()["choices"][0]["message"]
+    assert "reasoning_content" not in plain
+    assert error_of(chat(client, reasoning_effort="none", enable_thinking=True))["param"] == "reasoning_effort"
+
+
+def test_reasoning_effort_on_a_model_without_thinking_is_a_400(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(
+        '[[models]]\nid = "chatty"\nprovider = "chat_only"\n', plugins=[("chat_only", _chat_only_plugin())]
+    )
+    body = {"model": "chatty", "messages": [{"role": "user", "content": "hi"}]}
+    error = error_of(client.post("/v1/chat/completions", json={**body, "reasoning_effort": "high"}))
+    assert error["param"] == "reasoning_effort"
+
+
+def test_embedding_token_ids_are_refused_with_the_langchain_fix(client: TestClient) -> None:
+    for value in ([1, 2, 3], [[1, 2], [3]]):
+        error = error_of(client.post("/v1/embeddings", json={"input": value}))
+        assert error["param"] == "input"
+        assert "check_embedding_ctx_length=False" in error["message"]
+        assert "embedding_token_ids = true" in error["message"]
+
+
+def test_embedding_token_ids_when_the_model_opts_in(make_client: Callable[..., TestClient]) -> None:
+    client = make_client('[[models]]\nid = "e"\nprovider = "echo"\nembedding_token_ids = true\n')
+    response = client.post("/v1/embeddings", json={"input": [[1, 2], [3]]})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]) == 2
