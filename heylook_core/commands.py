@@ -44,6 +44,10 @@ def register_commands(cli: argparse._SubParsersAction) -> None:
     doctor.add_argument("--config", default=None)
     doctor.set_defaults(handler=doctor_command)
 
+    from heylook_core import importer
+
+    importer.register(cli)
+
 
 def serve_command(args: argparse.Namespace) -> int:
     from heylook_core.app import build_server, create_app
