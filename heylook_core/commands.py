@@ -48,6 +48,10 @@ def register_commands(cli: argparse._SubParsersAction) -> None:
 
     importer.register(cli)
 
+    from heylook_core import service_unit
+
+    service_unit.register(cli)
+
 
 def serve_command(args: argparse.Namespace) -> int:
     from heylook_core.app import build_server, create_app
