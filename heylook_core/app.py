@@ -265,6 +265,7 @@ def _ops_routes() -> APIRouter:
             "models": server.settings.model_ids(),
             "loaded": server.router.loaded(),
             "failed_plugins": [r.name for r in server.host.failed()],
+            "failed_models": server.host.failed_models(),  # offers a plugin made that its provider refused
         }
 
     @ops.get("/-/plugins", dependencies=[Depends(require_api_key)])

@@ -27,7 +27,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, object]:
     parser.add_argument("--version", action="version", version=f"heylookllm {__version__}")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    host = PluginHost().load()
+    host = PluginHost(defer_fatal=True).load()  # `plugins` and `doctor` show what stops `serve`
     host.register_commands(commands)
     return parser, host
 
@@ -64,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.plugin_host = host
     try:
+        if args.command not in ("plugins", "doctor"):
+            host.check_fatal()
         return int(handler(args) or 0)
     except (ConfigError, PluginLoadError) as error:
         logger.error("%s", error)

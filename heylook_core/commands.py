@@ -33,6 +33,7 @@ def register_commands(cli: argparse._SubParsersAction) -> None:
 
     plugins = cli.add_parser("plugins", help="list plugins with status, version, hooks, load time and error")
     plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.add_argument("--verbose", "-v", action="store_true", help="show the traceback of each failed plugin")
     plugins.set_defaults(handler=plugins_command)
 
     models = cli.add_parser("models", help="list configured and offered models")
@@ -96,7 +97,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def plugins_command(args: argparse.Namespace) -> int:
     host: PluginHost = args.plugin_host
-    report = host.report()
+    verbose = getattr(args, "verbose", False)
+    report = host.report(verbose=verbose)
     if args.json:
         _out(json.dumps(report, indent=2))
         return 0
@@ -104,10 +106,18 @@ def plugins_command(args: argparse.Namespace) -> int:
     _out(f"Python {python['version']} at {python['executable']}")
     for record in report["plugins"]:
         dist = f"{record['distribution']} {record['version']}" if record["distribution"] else record["module"]
-        hooks = ",".join(record["hooks"])
+        hooks = ",".join(record["hooks"]) or ("(no hooks)" if record["status"] == "loaded" else "")
         _out(f"{record['name']:<16} {record['status']:<9} {dist:<32} {record['load_ms']:>8.1f} ms  {hooks}")
         if record["error"]:
             _out(f"{'':<16} error: {record['error']}")
+        for warning in record["warnings"]:
+            _out(f"{'':<16} warning: {warning}")
+        for failure in record["failed_models"]:
+            _out(f"{'':<16} model {failure['model']} refused: {failure['error']}")
+        if verbose and record.get("traceback"):
+            _out("\n".join(f"{'':<16} {line}" for line in record["traceback"].rstrip().splitlines()))
+    for message in report["fatal"]:
+        _out(f"the server will not start: {message}")
     return 0
 
 
@@ -160,6 +170,13 @@ def doctor_command(args: argparse.Namespace) -> int:
         _out(f"[fail] plugin {record.name}: {record.error}")
         where = record.distribution or record.module
         _out(f"       fix: reinstall {where}, or set HEYLOOK_DISABLE_PLUGINS={record.name}")
+    for failure in host.failed_models():
+        problems += 1
+        _out(f"[fail] plugin {failure['plugin']} ({failure['distribution']}) offers model {failure['model']}:")
+        _out("       " + failure["error"].replace("\n", "\n       "))
+    for record in host.records.values():
+        for warning in record.warnings:
+            _out(f"[warn] plugin {record.name}: {warning}")
     if not host.providers:
         problems += 1
         _out("[fail] no providers installed; install a backend: pip install heylook-llamacpp")

@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -61,9 +62,23 @@ class PluginRecord:
     models: list[str] = field(default_factory=list)
     load_ms: float = 0.0
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    # offered models (register_models) that their provider refused: {"model", "error"}; the plugin's others serve
+    failed_models: list[dict[str, str]] = field(default_factory=list)
+    traceback: str | None = None  # of the failure, for ``heylookllm plugins --verbose``
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, *, verbose: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if not verbose:
+            data.pop("traceback")
+        return data
+
+    @property
+    def origin(self) -> str:
+        """The distribution (and version) the plugin came from, else its module."""
+        if self.distribution:
+            return f"{self.distribution} {self.version}" if self.version else self.distribution
+        return self.module
 
 
 def _env_list(name: str) -> set[str] | None:
@@ -99,7 +114,10 @@ class PluginHost:
         disable: set[str] | None = None,
         strict: bool | None = None,
         trace: bool | None = None,
+        defer_fatal: bool = False,
     ) -> None:
+        """``defer_fatal``: keep errors that stop a server (strict mode, provider name clashes) in ``fatal`` instead
+        of raising them, so that ``heylookllm plugins`` and ``doctor`` can show them; :meth:`check_fatal` raises."""
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
@@ -114,6 +132,9 @@ class PluginHost:
             self.pm.trace.root.setwriter(logger.debug)
             self.pm.enable_tracing()
         self._started: list[str] = []
+        self._defer_fatal = defer_fatal
+        self.fatal: list[str] = []
+        self._offered_by: dict[int, str] = {}  # id(ModelEntry) -> the plugin that offered it
 
     # -- loading ---------------------------------------------------------------------------------------------------
 
@@ -133,7 +154,62 @@ class PluginHost:
                 self._load_one(ep.name, ep.value, ep.load, dist=record_dist)
         for name, plugin in self._extra:
             self._load_one(name, getattr(plugin, "__name__", type(plugin).__name__), lambda p=plugin: p)
+        self._vet_offers()
         return self
+
+    def check_fatal(self) -> None:
+        """Raise the first error that stops a server, where :attr:`fatal` holds one (``defer_fatal``)."""
+        if self.fatal:
+            raise PluginLoadError(self.fatal[0])
+
+    def _stop(self, message: str, error: BaseException | None = None) -> None:
+        self.fatal.append(message)
+        if not self._defer_fatal:
+            raise PluginLoadError(message) from error
+
+    def _vet_offers(self) -> None:
+        """Check every offered model against its provider now: a refused offer fails alone, named by its plugin."""
+        from heylook_core.config import configure_model
+        from heylook_core.errors import ConfigError
+
+        failed = [f"{r.name} ({r.error})" for r in self.failed()]
+        kept: list[ModelEntry] = []
+        names: dict[str, str] = {}
+        for entry in self.offered_models:
+            plugin = self._offered_by.get(id(entry), "?")
+            record = self.records.get(plugin) or PluginRecord(plugin, plugin)
+            source = f"plugin '{plugin}' ({record.origin})"
+            try:
+                for name in [entry.id, *entry.aliases]:
+                    if name in names:
+                        raise ConfigError(
+                            f"{source}: model '{entry.id}': name '{name}' is already offered by {names[name]}"
+                        )
+                configure_model(entry, self.providers, source, failed)
+            except ConfigError as error:
+                record.failed_models.append({"model": entry.id, "error": str(error)})
+                if entry.id in record.models:
+                    record.models.remove(entry.id)
+                if self.strict:
+                    self._stop(f"{error}\n  (an offered model; HEYLOOK_STRICT_PLUGINS is set)", error)
+                logger.error("%s\n  (an offered model: the others serve without it)", error)
+                continue
+            for name in [entry.id, *entry.aliases]:
+                names[name] = f"plugin '{plugin}'"
+            kept.append(entry)
+        self.offered_models = kept
+
+    def _hooks_without_marker(self, plugin: object, record: PluginRecord) -> None:
+        """Functions named like hooks that lack ``@hookimpl`` are never called: say so."""
+        marker = f"{hookspecs.PROJECT}_impl"
+        for hook in sorted(self.pm.hook.__dict__):
+            if hook.startswith("_") or hook in record.hooks:
+                continue
+            function = getattr(plugin, hook, None)
+            if callable(function) and not hasattr(function, marker):
+                warning = f"'{hook}' is named like a hook but has no @hookimpl, so it is never called"
+                record.warnings.append(warning)
+                logger.warning("plugin '%s' (%s): %s", record.name, record.origin, warning)
 
     def _load_one(
         self,
@@ -157,28 +233,33 @@ class PluginHost:
             unknown = [caller.name for caller in self.pm.get_hookcallers(plugin) or [] if caller.spec is None]
             if unknown:
                 raise PluginLoadError(f"plugin '{name}' implements unknown hooks: {', '.join(sorted(unknown))}")
+            self._hooks_without_marker(plugin, record)
             self._register_from(name, plugin, record)
         except PluginLoadError as error:
-            if "provider name" in str(error):
-                raise
-            self._fail(record, plugin, error)
+            self._fail(record, plugin, error, fatal="provider name" in str(error))
         except Exception as error:  # any error from a third-party plugin is isolated
             self._fail(record, plugin, error)
         finally:
             record.load_ms = round((time.perf_counter() - start) * 1000, 3)
 
-    def _fail(self, record: PluginRecord, plugin: object | None, error: BaseException) -> None:
+    def _fail(self, record: PluginRecord, plugin: object | None, error: BaseException, *, fatal: bool = False) -> None:
         record.status = "failed"
         record.error = f"{type(error).__name__}: {error}"
+        record.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         if plugin is not None and self.pm.is_registered(plugin):
             self.pm.unregister(plugin)
         for provider in record.providers:
             self.providers.pop(provider, None)
         self.offered_models = [m for m in self.offered_models if m.id not in record.models]
         record.providers, record.models = [], []
-        message = f"plugin '{record.name}' ({record.distribution or record.module}) failed to load: {record.error}"
+        message = f"plugin '{record.name}' ({record.origin}) failed to load: {record.error}"
+        logger.debug("plugin '%s' failed to load", record.name, exc_info=error)
+        if fatal:
+            self._stop(str(error), error)
+            logger.error("%s", error)
+            return
         if self.strict:
-            raise PluginLoadError(message + " (HEYLOOK_STRICT_PLUGINS is set)") from error
+            self._stop(message + " (HEYLOOK_STRICT_PLUGINS is set)", error)
         logger.error("%s; the server starts without it", message)
 
     def _register_from(self, name: str, plugin: object, record: PluginRecord) -> None:
@@ -187,9 +268,11 @@ class PluginHost:
         def register_provider(spec: ProviderSpec) -> None:
             existing = self.providers.get(spec.name)
             if existing is not None:
+                first = self.records.get(existing.plugin or "")
                 raise PluginLoadError(
-                    f"provider name '{spec.name}' is registered by both plugin '{existing.plugin}' and plugin "
-                    f"'{name}'; disable one of them with HEYLOOK_DISABLE_PLUGINS"
+                    f"provider name '{spec.name}' is registered by both plugin '{existing.plugin}' "
+                    f"({first.origin if first else existing.plugin}) and plugin '{name}' ({record.origin}); "
+                    "disable one of them with HEYLOOK_DISABLE_PLUGINS"
                 )
             spec = _with_plugin(spec, name)
             self.providers[spec.name] = spec
@@ -198,6 +281,7 @@ class PluginHost:
         def register_model(entry: ModelEntry | dict[str, Any]) -> None:
             model = entry if isinstance(entry, ModelEntry) else ModelEntry.model_validate(entry)
             self.offered_models.append(model)
+            self._offered_by[id(model)] = name
             record.models.append(model.id)
 
         for impl in self.pm.hook.register_providers.get_hookimpls():
@@ -286,9 +370,19 @@ class PluginHost:
                     record.status, record.error = "failed", f"register_commands: {type(error).__name__}: {error}"
                 logger.error("plugin '%s': register_commands raised: %s", impl.plugin_name, error)
 
-    def report(self) -> dict[str, Any]:
+    def failed_models(self) -> list[dict[str, str]]:
+        """Offered models their provider refused, each named with its plugin and distribution."""
+        return [
+            {"plugin": record.name, "distribution": record.origin, **failure}
+            for record in self.records.values()
+            for failure in record.failed_models
+        ]
+
+    def report(self, *, verbose: bool = False) -> dict[str, Any]:
         return {
-            "plugins": [record.to_dict() for record in self.records.values()],
+            "plugins": [record.to_dict(verbose=verbose) for record in self.records.values()],
+            "failed_models": self.failed_models(),
+            "fatal": list(self.fatal),
             "providers": {name: spec.plugin for name, spec in sorted(self.providers.items())},
             "python": python_environment(),
         }

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import types
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from heylook_core import Capability, ProviderSpec, hookimpl
+from heylook_core import Capability, ModelEntry, ProviderSpec, hookimpl
+from heylook_core.app import build_server, create_app
+from heylook_core.errors import PluginLoadError
+from heylook_core.plugins import PluginHost
+from tests.core.conftest import user
 
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt "  # a header only: what matters is that no decoder is reached
 
@@ -232,3 +238,132 @@ def test_embedding_token_ids_when_the_model_opts_in(make_client: Callable[..., T
     response = client.post("/v1/embeddings", json={"input": [[1, 2], [3]]})
     assert response.status_code == 200, response.text
     assert len(response.json()["data"]) == 2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Plugins
+
+
+class BadOffer:
+    @hookimpl
+    def register_models(self, register: Callable[[ModelEntry], None]) -> None:
+        register(ModelEntry(id="good-offer", provider="echo"))
+        register(ModelEntry(id="bad-offer", provider="echo", config={"not_a_key": 3}))
+
+
+class Unmarked:
+    """Forgot @hookimpl on both functions."""
+
+    def register_providers(self, register: Any) -> None:
+        raise AssertionError("never called")
+
+    def startup(self, app: Any) -> None:
+        raise AssertionError("never called")
+
+
+class RaisesOnRegister:
+    @hookimpl
+    def register_providers(self, register: Any) -> None:
+        raise RuntimeError("cannot find my engine")
+
+
+class SecondEcho:
+    @hookimpl
+    def register_providers(self, register: Any) -> None:
+        from heylook_echo.plugin import SPEC
+
+        register(SPEC)
+
+
+def test_a_refused_offer_fails_alone_named_by_its_plugin(caplog: pytest.LogCaptureFixture) -> None:
+    server = build_server(extra_plugins=[("bad-offer-plugin", BadOffer())])
+    assert server.settings.source == "plugins"
+    assert "good-offer" in server.settings.model_ids() and "bad-offer" not in server.settings.model_ids()
+    record = server.host.records["bad-offer-plugin"]
+    assert record.models == ["good-offer"]
+    assert record.failed_models[0]["model"] == "bad-offer"
+    assert "not_a_key" in record.failed_models[0]["error"]
+    assert "plugin 'bad-offer-plugin'" in caplog.text and "bad-offer" in caplog.text
+    with TestClient(create_app(server), base_url="http://127.0.0.1") as client:
+        health = client.get("/health").json()
+        assert [(f["plugin"], f["model"]) for f in health["failed_models"]] == [("bad-offer-plugin", "bad-offer")]
+        assert health["failed_models"][0]["distribution"]
+        reply = client.post("/v1/chat/completions", json={"model": "good-offer", "messages": user("still here")})
+        assert reply.status_code == 200, reply.text
+
+
+def test_a_refused_offer_stops_the_server_in_strict_mode() -> None:
+    with pytest.raises(PluginLoadError, match="(?s)bad-offer-plugin.*bad-offer.*HEYLOOK_STRICT_PLUGINS"):
+        PluginHost(extra_plugins=[("bad-offer-plugin", BadOffer())], strict=True).load()
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str, plugins=()) -> tuple:
+    from heylook_core import cli
+
+    original = PluginHost.__init__
+
+    def with_extra(self: PluginHost, **kwargs: Any) -> None:
+        original(self, **{**kwargs, "extra_plugins": list(plugins)})
+
+    monkeypatch.setattr(PluginHost, "__init__", with_extra)
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_plugins_command_shows_failed_offers(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    status, out, _ = run_cli(monkeypatch, capsys, "plugins", plugins=[("bad-offer-plugin", BadOffer())])
+    assert status == 0
+    assert "model bad-offer refused" in out and "not_a_key" in out
+
+
+def test_functions_named_like_hooks_without_hookimpl_warn(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = PluginHost(extra_plugins=[("unmarked", Unmarked())]).load()
+    record = host.records["unmarked"]
+    assert record.status == "loaded" and record.hooks == []
+    assert any("'register_providers'" in w and "@hookimpl" in w for w in record.warnings)
+    assert any("'startup'" in w for w in record.warnings)
+    assert "no @hookimpl" in caplog.text
+    status, out, _ = run_cli(monkeypatch, capsys, "plugins", plugins=[("unmarked", Unmarked())])
+    assert status == 0 and "warning: 'register_providers' is named like a hook but has no @hookimpl" in out
+    assert "(no hooks)" in out
+
+
+def test_strict_mode_plugins_command_still_lists_what_loaded_and_failed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("HEYLOOK_STRICT_PLUGINS", "1")
+    status, out, _ = run_cli(monkeypatch, capsys, "plugins", plugins=[("raiser", RaisesOnRegister())])
+    assert status == 0
+    assert "echo" in out and "loaded" in out
+    assert "raiser" in out and "failed" in out and "cannot find my engine" in out
+    assert "the server will not start" in out
+    status, _, err = run_cli(monkeypatch, capsys, "serve", "--port", "0", plugins=[("raiser", RaisesOnRegister())])
+    assert status == 2
+
+
+def test_plugins_verbose_shows_the_traceback_with_file_and_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="heylook_core.plugins")
+    status, out, _ = run_cli(monkeypatch, capsys, "plugins", "--verbose", plugins=[("raiser", RaisesOnRegister())])
+    assert status == 0
+    assert "Traceback (most recent call last)" in out
+    assert f'File "{__file__}", line' in out and "RuntimeError: cannot find my engine" in out
+    assert __file__ in caplog.text  # debug logging holds the traceback too
+    _, plain, _ = run_cli(monkeypatch, capsys, "plugins", plugins=[("raiser", RaisesOnRegister())])
+    assert "Traceback" not in plain
+
+
+def test_a_duplicate_provider_names_both_distributions_and_plugins_and_doctor_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    status, out, _ = run_cli(monkeypatch, capsys, "plugins", plugins=[("second-echo", SecondEcho())])
+    assert status == 0
+    assert "provider name 'echo'" in out and "heylook-echo" in out and "'second-echo'" in out
+    status, out, _ = run_cli(monkeypatch, capsys, "doctor", plugins=[("second-echo", SecondEcho())])
+    assert status == 1 and "[fail] plugin second-echo" in out and "heylook-echo" in out
+    status, _, _ = run_cli(monkeypatch, capsys, "serve", "--port", "0", plugins=[("second-echo", SecondEcho())])
+    assert status == 2
