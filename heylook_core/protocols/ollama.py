@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from heylook_core.errors import BadRequestError, HeylookError, ModelNotFoundError, UnsupportedError
 from heylook_core.protocols.openai import STREAM_HEADERS, request_id_of, service_of, stream_error
@@ -958,7 +959,10 @@ def _prefers_html(accept: str) -> bool:
 
 
 def _has_route(http: Request, path: str) -> bool:
-    return any(getattr(route, "path", None) == path for route in http.app.routes)
+    """Whether some route answers ``GET path``, one of an included router too (FastAPI may keep those nested, so
+    ``app.routes`` does not list their paths): a plugin's ``register_routes`` page counts."""
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": "", "headers": [], "query_string": b""}
+    return any(route.matches(scope)[0] is Match.FULL for route in http.app.router.routes)
 
 
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
