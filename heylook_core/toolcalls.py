@@ -964,6 +964,48 @@ class ToolCallParser:
         return self._sink.take()
 
 
+# Constrained decoding: the shape of one call in a format, for engines with JSON-schema grammars (llama.cpp).
+_CALL_SHAPES = {
+    "hermes": ("<tool_call>\n", "arguments", "\n</tool_call>"),
+    "llama3": ("", "parameters", ""),
+    "mistral": ("[TOOL_CALLS][", "arguments", "]"),
+}
+
+
+def forced_call(
+    tools: list[dict[str, Any]], tool_choice: Any, fmt: str | None
+) -> tuple[str, dict[str, Any], str] | None:
+    """For ``tool_choice`` "required" or a named function: ``(prefix, schema, suffix)`` of the text that is one call.
+
+    The schema is the call object (``{"name": const, "arguments": the tool's parameters}``, one alternative per tool
+    that may be called); an engine builds a grammar of ``prefix``, the schema's JSON and ``suffix``, and the format's
+    parser reads the result. None when the format has no such shape here (deepseek, harmony: their markers are
+    special tokens).
+    """
+    shape = _CALL_SHAPES.get(canonical(fmt or "hermes") or "")
+    if shape is None:
+        return None
+    prefix, key, suffix = shape
+    names = None
+    if isinstance(tool_choice, dict):
+        names = {tool_choice["function"]["name"]}
+    alternatives = []
+    for tool in tools:
+        function = tool["function"]
+        if names is not None and function["name"] not in names:
+            continue
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        alternatives.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": function["name"]}, key: parameters},
+                "required": ["name", key],
+            }
+        )
+    schema = alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
+    return prefix, schema, suffix
+
+
 def parse_whole(fmt: str, text: str) -> tuple[str, str, list[dict[str, Any]]]:
     """A whole output's content, reasoning and calls (OpenAI call dicts)."""
     parser = ToolCallParser(fmt)
@@ -992,6 +1034,7 @@ __all__ = [
     "ToolCallParser",
     "canonical",
     "detect_format",
+    "forced_call",
     "format_names",
     "parse_whole",
     "repair_json",

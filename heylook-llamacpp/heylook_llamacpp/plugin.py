@@ -110,6 +110,9 @@ def parameters(config: LlamaCppConfig) -> frozenset[str]:
         names |= {"tools", "tool_choice"}
     if config.chat_format is None and config.mmproj is None:  # a Jinja template: it may read extra variables
         names |= {"enable_thinking", "chat_template"}
+        # rendered by the template (a template without tools answers them with a 400 naming the fix); calls are
+        # read by the core's parser in the format the template shows
+        names |= {"tools", "tool_choice", "parallel_tool_calls"}
     return frozenset(names)
 
 

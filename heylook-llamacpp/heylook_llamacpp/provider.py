@@ -11,7 +11,10 @@ This module adds what heylook promises on top:
 * cancellation: the same wrapper ends generation at the next token once the client has gone;
 * stop sequences from the request, cut with the core's :class:`~heylook_core.StopMatcher` so the stop text is never
   sent and ``finish_reason`` is ``stop``;
-* ``response_format`` through GBNF grammars built from JSON schemas (cached per schema).
+* ``response_format`` through GBNF grammars built from JSON schemas (cached per schema);
+* tools rendered by the model's own Jinja template (the GGUF's or the config's ``chat_template``), its calls read
+  from the output by the core's parser (:mod:`heylook_core.toolcalls`, format detected from the template), and
+  ``tool_choice`` "required" or a named function enforced with a grammar of one call in that format.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 import llama_cpp
 import numpy as np
 from llama_cpp import llama_chat_format
-from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
 
 from heylook_core import (
     BadRequestError,
@@ -38,6 +41,7 @@ from heylook_core import (
     TopLogprob,
     Usage,
 )
+from heylook_core.toolcalls import detect_format, forced_call, template_supports_tools
 from heylook_core.types import (
     ChatMessage,
     ChatRequest,
@@ -93,6 +97,8 @@ class LlamaCppProvider(ThreadedProvider):
         self._meter: _Meter | None = None
         self._grammars: dict[str, Any] = {}
         self._templates: dict[str, Any] = {}
+        self.template: str | None = None  # the Jinja template chats render with (None: a chat_format handler)
+        self.tool_parser: str | None = None  # the core reads tool calls in this format out of the output
 
     # -- loading ---------------------------------------------------------------------------------------------------
 
@@ -121,7 +127,8 @@ class LlamaCppProvider(ThreadedProvider):
             raise ProviderError(f"model '{self.model_id}': llama.cpp cannot read {path}: {error}") from error
         architecture = probe.metadata.get("general.architecture", "")
         self.n_ctx_train = int(probe.metadata.get(f"{architecture}.context_length", 0) or 0)
-        has_template = bool(probe.metadata.get("tokenizer.chat_template"))
+        gguf_template = probe.metadata.get("tokenizer.chat_template") or None
+        has_template = bool(gguf_template)
         del probe
         if self.n_ctx_train and config.n_ctx > self.n_ctx_train:
             raise ProviderError(
@@ -171,6 +178,10 @@ class LlamaCppProvider(ThreadedProvider):
             ) from error
         if config.chat_template is not None:
             self.llm.chat_handler = self._template_handler(config.chat_template)
+        if config.chat_format is None and config.mmproj is None:
+            self.template = config.chat_template or gguf_template
+            if template_supports_tools(self.template):  # a template with tools but no known call tags: Hermes's
+                self.tool_parser = detect_format(self.template) or "hermes"
         self._install_meter()
         logger.info(
             "model '%s' loaded from %s (n_ctx %d, %d threads, %d for prompt processing: %s)",
@@ -267,6 +278,36 @@ class LlamaCppProvider(ThreadedProvider):
         schema = json.dumps(response_format.json_schema.schema_, sort_keys=True)
         return self._grammar("schema:" + schema, lambda: LlamaGrammar.from_json_schema(schema, verbose=False))
 
+    def _tool_grammar(self, request: ChatRequest) -> Any:
+        """A grammar of exactly one call, in the template's format, for tool_choice "required" or a named tool."""
+        choice = request.tool_choice
+        tools = [tool.model_dump(exclude_none=True) for tool in request.tools or []]
+        fmt = self.tool_parser
+        shape = forced_call(tools, choice, fmt)
+        if shape is None:
+            raise BadRequestError(
+                f"model '{self.model_id}': tool_choice {json.dumps(choice)} needs a grammar of a call in the model's "
+                f"tool-call format ({fmt}), which heylook has for hermes, llama3 and mistral only; use 'auto'",
+                param="tool_choice",
+            )
+        prefix, schema, suffix = shape
+        if "grammar" in request.extra_params() or (
+            request.response_format is not None and request.response_format.type != "text"
+        ):
+            raise BadRequestError(
+                "tool_choice 'required' or a named function is enforced with a grammar; it cannot be combined with "
+                "response_format or grammar",
+                param="tool_choice",
+            )
+        key = json.dumps([prefix, schema, suffix], sort_keys=True)
+
+        def build() -> Any:
+            rules = json_schema_to_gbnf(json.dumps(schema)).replace("root ::=", "tool-call ::=", 1)
+            head = f"root ::= {_gbnf_literal(prefix)} tool-call {_gbnf_literal(suffix)}\n"
+            return LlamaGrammar.from_string(head + rules, verbose=False)
+
+        return self._grammar("tool:" + key, build)
+
     def _sampling(self, request: ChatRequest | CompletionRequest) -> dict[str, Any]:
         def pick(name: str) -> Any:
             value = getattr(request, name)
@@ -356,7 +397,20 @@ class LlamaCppProvider(ThreadedProvider):
         if request.logprobs:
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = request.top_logprobs or 0
-        if request.tools:
+        if request.tools and self.template is not None:  # the model's Jinja template renders them
+            if request.tool_choice != "none":
+                if not template_supports_tools(self.template):
+                    raise BadRequestError(
+                        f"model '{self.model_id}': its chat template does not render tools; set a chat_template "
+                        "that does, or chat_format = 'chatml-function-calling'",
+                        param="tools",
+                    )
+                kwargs["tools"] = [tool.model_dump(exclude_none=True) for tool in request.tools]
+                if request.tool_choice == "required" or isinstance(request.tool_choice, dict):
+                    kwargs["grammar"] = self._tool_grammar(request)
+                elif request.tool_choice is not None:
+                    kwargs["tool_choice"] = request.tool_choice
+        elif request.tools:  # a chat_format handler that renders and parses tools itself
             kwargs["tools"] = [tool.model_dump(exclude_none=True) for tool in request.tools]
             if request.tool_choice is not None:
                 kwargs["tool_choice"] = request.tool_choice
@@ -491,11 +545,24 @@ def _message(message: ChatMessage) -> dict[str, Any]:
         data["content"] = message.content
     if message.name is not None:
         data["name"] = message.name
-    if message.tool_calls:
+    if message.tool_calls:  # arguments as objects, as templates (Qwen's, Llama's) expect; a JSON string otherwise
         data["tool_calls"] = [call.model_dump() for call in message.tool_calls]
+        for call in data["tool_calls"]:
+            try:
+                arguments = json.loads(call["function"]["arguments"])
+            except (TypeError, ValueError):
+                continue
+            if isinstance(arguments, dict):
+                call["function"]["arguments"] = arguments
     if message.tool_call_id is not None:
         data["tool_call_id"] = message.tool_call_id
     return data
+
+
+def _gbnf_literal(text: str) -> str:
+    if not text:
+        return '""'
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _plain(tool_calls: list[dict[str, Any]], started: set[int]) -> list[dict[str, Any]]:
