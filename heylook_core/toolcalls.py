@@ -877,6 +877,52 @@ class _HarmonyParser:
         self._end_message()
 
 
+class _DelegatedRegion:
+    """A region read whole by an engine library's parser (``parse(text, tools)`` -> a call dict or a list of them)."""
+
+    def __init__(self, sink: _Sink, parse: Callable[[str], Any]) -> None:
+        self.sink = sink
+        self.parse = parse
+        self.raw: list[str] = []
+
+    def feed(self, text: str) -> None:
+        self.raw.append(text)
+
+    def finish(self) -> None:
+        raw = "".join(self.raw)
+        try:
+            parsed = self.parse(raw)
+        except Exception as error:  # a library's parser raises what it likes on a call it cannot read
+            logger.warning("a tool call could not be read (%s); returned as text: %.200r", error, raw)
+            self.sink.text.append(raw.strip())
+            return
+        for item in parsed if isinstance(parsed, list) else [parsed]:
+            name = item.get("name") if isinstance(item, dict) else None
+            arguments = item.get("arguments", {}) if isinstance(item, dict) else None
+            if not isinstance(name, str) or not name:
+                logger.warning("a tool call has no function name; returned as text: %.200r", raw)
+                self.sink.text.append(raw.strip())
+                return
+            call = _Call(self.sink)
+            call.set_name(name)
+            call._queue(arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False))
+
+
+def delegated_format(name: str, start: str, end: str, parse: Callable[[str], Any]) -> TaggedFormat:
+    """A format whose calls sit between ``start`` and ``end`` (empty: the end of the output), read by ``parse``.
+
+    For an engine library's own parsers (mlx-lm's ``tool_parsers``): arguments arrive in one piece when the call
+    ends, and a call that ``parse`` refuses comes back as text.
+    """
+    return TaggedFormat(
+        name,
+        (start,),
+        (end,) if end else (),
+        lambda sink: _DelegatedRegion(sink, parse),
+        strip=(end,) if end else (),
+    )
+
+
 FORMATS: dict[str, TaggedFormat | str] = {
     "hermes": TaggedFormat("hermes", ("<tool_call>",), ("</tool_call>",), _JsonCallsRegion, strip=("</tool_call>",)),
     "llama3": TaggedFormat(
@@ -935,13 +981,16 @@ class ToolCallParser:
 
     __slots__ = ("format", "_sink", "_reader", "_finished")
 
-    def __init__(self, fmt: str, *, parallel: bool = True) -> None:
-        name = canonical(fmt)
-        if name is None:
-            raise ValueError(f"unknown tool_parser {fmt!r} (known: {', '.join(format_names())})")
+    def __init__(self, fmt: str | TaggedFormat, *, parallel: bool = True) -> None:
+        if isinstance(fmt, TaggedFormat):
+            name, spec = fmt.name, fmt
+        else:
+            name = canonical(fmt)
+            if name is None:
+                raise ValueError(f"unknown tool_parser {fmt!r} (known: {', '.join(format_names())})")
+            spec = FORMATS[name]
         self.format = name
         self._sink = _Sink(parallel)
-        spec = FORMATS[name]
         self._reader: Any = _HarmonyParser(self._sink) if spec == "harmony" else _TaggedParser(spec, self._sink)  # type: ignore[arg-type]
         self._finished = False
 
@@ -1033,6 +1082,7 @@ __all__ = [
     "TaggedFormat",
     "ToolCallParser",
     "canonical",
+    "delegated_format",
     "detect_format",
     "forced_call",
     "format_names",

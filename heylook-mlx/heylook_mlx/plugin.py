@@ -71,10 +71,15 @@ TEXT_PARAMETERS = frozenset(
         "logprobs",
         "top_logprobs",
         "enable_thinking",
+        # rendered by the model's chat template (one without tools answers them with a 400); "required" and a named
+        # tool_choice are refused (no constrained decoding on MLX here)
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
     }
 )
-# mlx-vlm's stream gives no per-token log-probabilities.
-VISION_PARAMETERS = TEXT_PARAMETERS - {"logprobs", "top_logprobs"}
+# mlx-vlm's stream gives no per-token log-probabilities; tools are rendered for text models only so far.
+VISION_PARAMETERS = TEXT_PARAMETERS - {"logprobs", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls"}
 
 
 def capabilities(config: MLXConfig) -> frozenset[Capability]:

@@ -57,6 +57,11 @@ class MLXProvider(ThreadedProvider):
         if engine is not None:
             engine.close()
 
+    @property
+    def tool_parser(self) -> Any:
+        """The format the core reads tool calls in (from the model's chat template); None without one."""
+        return getattr(self.engine, "tool_parser", None)
+
     def info(self) -> dict[str, Any]:
         context = getattr(self.engine, "context_length", None)
         return {"context_length": context} if context else {}

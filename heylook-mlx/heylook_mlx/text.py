@@ -36,6 +36,7 @@ from mlx_lm.models.cache import (
 from mlx_lm.utils import _get_classes
 
 from heylook_core import BadRequestError, CancelToken, StopMatcher, TokenLogprob, Usage
+from heylook_core.toolcalls import TaggedFormat, delegated_format, detect_format, template_supports_tools
 from heylook_core.types import (
     BatchChatRequest,
     ChatMessage,
@@ -59,8 +60,47 @@ def message_dicts(messages: list[ChatMessage]) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"role": message.role, "content": message.text()}
         if message.name:
             item["name"] = message.name
+        if message.tool_calls:  # arguments as objects, as templates (Qwen's, Llama's) expect
+            item["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": _arguments(call.function.arguments)},
+                }
+                for call in message.tool_calls
+            ]
+        if message.tool_call_id is not None:
+            item["tool_call_id"] = message.tool_call_id
         result.append(item)
     return result
+
+
+def _arguments(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, dict) else text
+
+
+# mlx-lm's tool parsers that the core reads itself (streaming, with drift repair)
+_CORE_FORMATS = {"json_tools": "hermes", "mistral": "mistral"}
+
+
+def tool_format_of(tokenizer: Any) -> str | TaggedFormat | None:
+    """The tool-call format of a model's output: the core's parser where it has the format, else mlx-lm's own."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str) or not template_supports_tools(template):
+        return None
+    inner = getattr(tokenizer, "_tokenizer", None)
+    kind = (getattr(inner, "init_kwargs", None) or {}).get("tool_parser_type")
+    if kind in _CORE_FORMATS:
+        return _CORE_FORMATS[kind]
+    parse = getattr(tokenizer, "tool_parser", None)
+    start = getattr(tokenizer, "tool_call_start", None)
+    if kind is not None and callable(parse) and start:
+        return delegated_format(f"mlx-lm:{kind}", start, getattr(tokenizer, "tool_call_end", "") or "", parse)
+    return detect_format(template) or "hermes"
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -142,6 +182,7 @@ class TextEngine:
         self.vocab_size = int(self.model_config.get("vocab_size") or len(self.tokenizer))
         self.prompt_cache = LRUPromptCache(max_size=config.prompt_cache_size) if config.prompt_cache_size else None
         self.context_length = self.model_config.get("max_position_embeddings")
+        self.tool_parser = tool_format_of(self.tokenizer)
 
     def _head_dim(self) -> int | None:
         args = getattr(self.model, "args", None)
@@ -167,9 +208,28 @@ class TextEngine:
                 param="messages",
             )
         thinking = request.enable_thinking if request.enable_thinking is not None else self.config.enable_thinking
+        extra: dict[str, Any] = {}
+        if request.tools and request.tool_choice != "none":
+            if self.tool_parser is None:
+                raise BadRequestError(
+                    f"model '{self.model_id}': its chat template does not render tools; use a model (or a "
+                    "tokenizer_config.json chat_template) that does",
+                    param="tools",
+                )
+            if request.tool_choice == "required" or isinstance(request.tool_choice, dict):
+                raise BadRequestError(
+                    f"model '{self.model_id}': MLX has no constrained decoding here, so tool_choice "
+                    f"{json.dumps(request.tool_choice)} cannot be guaranteed; use 'auto'",
+                    param="tool_choice",
+                )
+            extra["tools"] = [tool.model_dump(exclude_none=True) for tool in request.tools]
         try:
             text = self.tokenizer.apply_chat_template(
-                message_dicts(request.messages), add_generation_prompt=True, enable_thinking=thinking, tokenize=False
+                message_dicts(request.messages),
+                add_generation_prompt=True,
+                enable_thinking=thinking,
+                tokenize=False,
+                **extra,
             )
         except Exception as error:  # jinja2 raises for conversations a template refuses
             raise BadRequestError(f"the chat template rejected the messages: {error}", param="messages") from error

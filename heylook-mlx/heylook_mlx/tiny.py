@@ -89,8 +89,18 @@ def build_tokenizer(
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
-def build_text_model(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
-    """Write a random llama model with ``size`` (a key of :data:`SIZES`) to ``folder``; returns the folder."""
+def build_text_model(
+    folder: str | Path,
+    size: str = "tiny",
+    seed: int = 0,
+    *,
+    chat_template: str = CHAT_TEMPLATE,
+    extra_special: list[str] | None = None,
+) -> Path:
+    """Write a random llama model with ``size`` (a key of :data:`SIZES`) to ``folder``; returns the folder.
+
+    ``chat_template`` and ``extra_special`` (added tokens, e.g. one that is a whole tool call) go to the tokenizer.
+    """
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.models import llama
@@ -98,7 +108,7 @@ def build_text_model(folder: str | Path, size: str = "tiny", seed: int = 0) -> P
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     dims = SIZES[size]
-    build_tokenizer(folder, dims["vocab_size"])
+    build_tokenizer(folder, dims["vocab_size"], extra_special=extra_special, chat_template=chat_template)
     vocab = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     vocab_size = len(vocab["model"]["vocab"]) + len(
         [t for t in vocab["added_tokens"] if t["content"] not in vocab["model"]["vocab"]]
