@@ -46,6 +46,8 @@ class Server:
         self.requests_in_flight = 0
         self.draining = False  # shutting down: new requests get 503 (heylook_core.serving)
         self.stopping = False  # the shutdown grace is over: running generations end with an error
+        self.restart_requested = False  # POST /v1/admin/restart: after the drain, serve_command re-executes
+        self.serving = False  # under heylook_core.serving.serve, whose SIGTERM handler drains
 
 
 def build_server(
@@ -266,6 +268,8 @@ def _ops_routes() -> APIRouter:
             "loaded": server.router.loaded(),
             "failed_plugins": [r.name for r in server.host.failed()],
             "failed_models": server.host.failed_models(),  # offers a plugin made that its provider refused
+            # models whose worker died or wedged, or whose load stalled: reloaded on their next request
+            "failed": server.router.failed(),
         }
 
     @ops.get("/-/plugins", dependencies=[Depends(require_api_key)])
@@ -296,6 +300,36 @@ def _ops_routes() -> APIRouter:
             await asyncio.sleep(0.05)
         await server.router.unload(slot)
         return {"id": slot.id, "state": slot.state}
+
+    @admin.post("/models/{model_id:path}/pin")
+    async def pin(model_id: str, request: Request) -> dict[str, Any]:
+        """Keep a model loaded (loading it now) until unpinned or the config is reloaded."""
+        server: Server = request.app.state.heylook
+        slot = server.router.resolve(model_id)
+        slot.model.entry.pinned = True
+        await server.router.ensure_loaded(slot.id)
+        return {"id": slot.id, "state": slot.state, "pinned": True}
+
+    @admin.post("/models/{model_id:path}/unpin")
+    async def unpin(model_id: str, request: Request) -> dict[str, Any]:
+        """Let a model be unloaded again for room or its TTL; it stays loaded for now."""
+        server: Server = request.app.state.heylook
+        slot = server.router.resolve(model_id)
+        slot.model.entry.pinned = False
+        return {"id": slot.id, "state": slot.state, "pinned": False}
+
+    @admin.post("/restart", status_code=202)
+    async def restart(request: Request) -> dict[str, Any]:
+        """Drain requests in flight (as SIGTERM does), then re-execute the process with the same arguments."""
+        import signal
+
+        server: Server = request.app.state.heylook
+        if not server.serving:
+            raise BadRequestError("restart needs a server started by 'heylookllm serve'", code="not_supported")
+        server.restart_requested = True
+        # after this response has gone out, the drain of a SIGTERM; serve_command then re-executes the process
+        asyncio.get_running_loop().call_later(0.2, os.kill, os.getpid(), signal.SIGTERM)
+        return {"status": "restarting", "pid": os.getpid(), "requests_in_flight": server.requests_in_flight - 1}
 
     @admin.post("/reload")
     async def reload(request: Request) -> dict[str, Any]:

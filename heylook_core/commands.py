@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
 from typing import TYPE_CHECKING
 
@@ -90,9 +92,27 @@ def serve_command(args: argparse.Namespace) -> int:
         log = logger.info if is_loopback_host(host) else logger.warning
         log("no API key required: any client that can reach %s:%d may use it (set HEYLOOK_API_KEY)", host, port)
     logger.info("heylook listening on %s/v1", url_of(sockets[0][0]))
+    from heylook_core.protocols.ollama import has_route
+
+    if has_route(app, "/ui"):  # a web page plugin (heylook-webui) is installed: a browser opening / lands on it
+        logger.info("web page on %s/ (open it in a browser)", url_of(sockets[0][0]))
     if len(sockets) > 1:
         logger.info("Ollama API listening on %s (ollama_port)", url_of(sockets[1][0]))
-    return serve(app, server, sockets, args.log_level)
+    status = serve(app, server, sockets, args.log_level)
+    if server.restart_requested:
+        restart_in_place(sockets)
+    return status
+
+
+def restart_in_place(sockets: list[tuple[socket.socket, bool]]) -> None:
+    """Re-execute this process with its own interpreter and arguments (POST /v1/admin/restart, after the drain)."""
+    for sock, _ in sockets:
+        sock.close()  # the new process binds the same ports again
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    logger.info("restarting: %s", " ".join(argv))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os.execv(sys.executable, [sys.executable, *argv[1:]])
 
 
 def plugins_command(args: argparse.Namespace) -> int:

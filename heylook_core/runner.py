@@ -27,19 +27,36 @@ _DONE = object()
 
 
 class CancelToken:
-    """A flag set from the event loop and read from a worker thread (or an async provider)."""
+    """A flag set from the event loop and read from a worker thread (or an async provider).
 
-    __slots__ = ("_event",)
+    Providers check :attr:`cancelled` between tokens and, once it is set, stop generating and end with their last
+    delta (``finish_reason`` and ``usage``). Two things set it: :meth:`cancel`, when the client has gone (nobody
+    reads what follows, and a worker thread abandons the generator at its next item), and :meth:`stop`, when the
+    core has what it needs (a stop sequence was reached) and waits for that last delta.
+    """
+
+    __slots__ = ("_event", "_gone")
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._gone = threading.Event()
 
     def cancel(self) -> None:
+        """The consumer is gone: stop, and nothing more is read."""
+        self._gone.set()
+        self._event.set()
+
+    def stop(self) -> None:
+        """Stop generating now and end with the last delta, which is still read."""
         self._event.set()
 
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
+
+    @property
+    def gone(self) -> bool:
+        return self._gone.is_set()
 
 
 class WorkerStoppedError(RuntimeError):
@@ -119,10 +136,10 @@ class ModelWorker:
                 iterator = make_iterator()
                 for item in iterator:
                     while not credits.acquire(timeout=0.05):
-                        if token.cancelled:
+                        if token.gone:
                             return
                     loop.call_soon_threadsafe(items.put_nowait, item)
-                    if token.cancelled:
+                    if token.gone:
                         return
                 loop.call_soon_threadsafe(items.put_nowait, _DONE)
             except BaseException as error:  # handed to the consumer

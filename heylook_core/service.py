@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from heylook_core.config import CORE_DEFAULTS
 from heylook_core.errors import HeylookError, ServiceUnavailableError
 from heylook_core.faults import internal_error, origin_of
-from heylook_core.generation import ThinkSplitter, check_request, collect
+from heylook_core.generation import StopMatcher, ThinkSplitter, check_request, collect
 from heylook_core.images import resolve_images
 from heylook_core.middleware import GenerationContext, compose
 from heylook_core.providers import Capability
@@ -101,7 +101,8 @@ class GenerationService:
         capability = Capability.CHAT if isinstance(request, ChatRequest) else Capability.COMPLETION
         check_request(slot.model, request, capability)
         if isinstance(request, ChatRequest) and request.has_images():
-            await resolve_images(request, server.settings.server.allow_remote_images)
+            settings = server.settings.server
+            await resolve_images(request, settings.allow_remote_images, max_pixels=settings.max_image_pixels)
         apply_model_defaults(request, slot.model, server.settings.defaults.values())
         return Prepared(slot, request, capability, protocol, route)
 
@@ -134,7 +135,9 @@ class GenerationService:
                     text = prompt if prompt is not None else request.prompts()[0]
                     stream = provider.complete(request, text, cancel)
                 tools = _tool_parser(request, target, provider)
-                async for delta in _events(stream, think_tags, target, server, tools):
+                stops = request.stop_list()
+                matcher = StopMatcher(stops) if stops else None
+                async for delta in _events(stream, think_tags, target, server, tools, matcher, cancel):
                     yield delta
 
         if not server.host.has_wrappers():
@@ -204,10 +207,15 @@ async def _events(
     slot: ModelSlot,
     server: Server,
     tools: ToolCallParser | None = None,
+    stops: StopMatcher | None = None,
+    cancel: CancelToken | None = None,
 ) -> AsyncIterator[Delta]:
     """A provider's deltas as the service's events, in one pass.
 
-    Splits reasoning out of the text between the model's think tags; reads tool calls out of the rest with
+    Splits reasoning out of the text between the model's think tags; cuts the answer at the request's first stop
+    sequence (the stop text is never sent; the provider is told to stop through ``cancel.stop()`` and its last
+    delta, with the usage, ends the stream with ``finish_reason = "stop"`` and ``stop_sequence``: this is the one
+    place stop sequences are handled, for every backend); reads tool calls out of the rest with
     ``tools`` (see :mod:`heylook_core.toolcalls`; ``finish_reason`` becomes ``"tool_calls"`` when it found one);
     ends a stream that lacks its last event the documented way (``finish_reason = "stop"``, logged as a provider
     bug); turns an unexpected exception, or an item that is not a :class:`Delta`, into one attributed log line and a
@@ -216,6 +224,7 @@ async def _events(
     host = server.host
     splitter = ThinkSplitter(tags[0], tags[1]) if tags else None
     finished = False
+    stopped = False  # a stop sequence was reached: only the provider's last delta is still wanted
     usage: Usage | None = None
     try:
         async for delta in deltas:
@@ -223,7 +232,11 @@ async def _events(
                 raise ServiceUnavailableError("the server is shutting down; retry shortly", code="shutting_down")
             if type(delta) is not Delta and not isinstance(delta, Delta):
                 raise TypeError(f"the provider yielded a {type(delta).__name__}, not a heylook_core.Delta")
-            if splitter is not None:
+            if stopped:
+                if delta.finish_reason is None:
+                    continue
+                delta.text, delta.reasoning, delta.tool_calls, delta.logprobs = "", "", None, None
+            if splitter is not None and not stopped:  # (what a splitter still holds came after the stop)
                 if delta.text:
                     content, reasoning = splitter.feed(delta.text)
                     delta.text = content
@@ -232,9 +245,27 @@ async def _events(
                     content, reasoning = splitter.flush()
                     delta.text += content
                     delta.reasoning += reasoning
+            if stops is not None and not stopped:
+                if delta.text:
+                    delta.text, stopped = stops.feed(delta.text)
+                if stopped:
+                    if cancel is not None:
+                        cancel.stop()  # the engine stops at its next token and sends its last delta
+                    if delta.finish_reason is None:  # send what came before the stop now; the usage follows
+                        delta = Delta(text=delta.text, reasoning=delta.reasoning, logprobs=delta.logprobs)
+                        if tools is not None:
+                            _read_tool_calls(tools, delta)
+                        if delta.text or delta.reasoning or delta.logprobs or delta.tool_calls:
+                            yield delta
+                        continue
+                elif delta.finish_reason is not None:
+                    delta.text += stops.flush()
+            if stopped and delta.finish_reason is not None:
+                delta.finish_reason = "stop"
+                delta.stop_sequence = stops.matched if stops is not None else None
             if tools is not None:
                 _read_tool_calls(tools, delta)
-            if splitter is not None or tools is not None:
+            if splitter is not None or tools is not None or stops is not None:
                 if not (delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason or delta.logprobs):
                     continue
             if delta.finish_reason is not None:
@@ -259,6 +290,16 @@ async def _events(
         yield last
 
 
+def cut_at_stop(result: ChatResult, stops: list[str]) -> None:
+    """End a whole result at its first stop sequence (for engines that generate a batch at once)."""
+    if not stops or not result.text:
+        return
+    matcher = StopMatcher(stops)
+    text, stopped = matcher.feed(result.text)
+    if stopped:
+        result.text, result.finish_reason = text, "stop"
+
+
 def _read_tool_calls(tools: ToolCallParser, delta: Delta) -> None:
     """Move the tool calls in ``delta.text`` to ``delta.tool_calls`` (and the last delta's held text back)."""
     parsed = tools.feed(delta.text) if delta.text else Parsed()
@@ -276,4 +317,4 @@ def _read_tool_calls(tools: ToolCallParser, delta: Delta) -> None:
         delta.tool_calls = (delta.tool_calls or []) + parsed.tool_calls
 
 
-__all__ = ["FIRST_DELTA_WAIT_S", "GenerationService", "Prepared", "apply_model_defaults"]
+__all__ = ["FIRST_DELTA_WAIT_S", "GenerationService", "Prepared", "apply_model_defaults", "cut_at_stop"]

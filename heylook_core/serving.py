@@ -148,6 +148,7 @@ def serve(app: Any, server: Server, sockets: Sequence[tuple[socket.socket, bool]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig, None)
+        server.serving = True  # POST /v1/admin/restart may send SIGTERM: it drains
         tasks = [asyncio.create_task(main.serve(sockets=[sockets[0][0]]))]
         while not main.started and not tasks[0].done():
             await asyncio.sleep(0.02)

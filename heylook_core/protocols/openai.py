@@ -17,12 +17,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from heylook_core.errors import BadRequestError, HeylookError
-from heylook_core.generation import check_request, collect
+from heylook_core.generation import check_request
 from heylook_core.images import attach_uploads
 from heylook_core.providers import Capability
 from heylook_core.runner import CancelToken
 from heylook_core.security import require_api_key
-from heylook_core.service import GenerationService, Prepared, apply_model_defaults
+from heylook_core.service import GenerationService, Prepared, apply_model_defaults, cut_at_stop
 from heylook_core.streaming import (
     DONE,
     PING,
@@ -236,11 +236,10 @@ async def batch_chat(body: BatchChatRequest, http: Request) -> Response:
         if native:
             async with server.router.acquire(slot) as provider:
                 results = await provider.batch_chat(body, cancel)
+            for item, result in zip(body.requests, results, strict=True):
+                cut_at_stop(result, item.stop_list())  # the engine batch's own stops, made sure of
         else:  # a chat model without batching: run the requests one after another
-            results = [
-                await collect(service.generate(item, cancel, request_id=request_id, headers=http.headers))
-                for item in prepared
-            ]
+            results = [await service.complete(item, request_id=request_id, headers=http.headers) for item in prepared]
     finally:
         cancel.cancel()
     name = body.model or slot.id

@@ -197,3 +197,16 @@ def test_pixel_limit_is_checked_from_the_header(make_client: Any, image_server: 
 )
 def test_image_size_from_headers(data: bytes, size: tuple[int, int] | None) -> None:
     assert images.image_size(data) == size
+
+
+def test_the_configured_pixel_limit_applies(make_client: Any) -> None:
+    """``[server] max_image_pixels`` from models.toml reaches the check (not only its default)."""
+    import base64
+
+    client = make_client(EXAMPLE + "[server]\nmax_image_pixels = 100\n")
+    small = "data:image/png;base64," + base64.b64encode(png(10, 10)).decode()
+    large = "data:image/png;base64," + base64.b64encode(png(20, 20)).decode()
+    assert client.post("/v1/chat/completions", json=chat_with_image(small)).status_code == 200
+    refused = client.post("/v1/chat/completions", json=chat_with_image(large))
+    assert refused.status_code == 400
+    assert "pixels" in refused.json()["error"]["message"]

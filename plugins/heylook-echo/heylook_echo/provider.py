@@ -19,7 +19,6 @@ from heylook_core import (
     BadRequestError,
     CancelToken,
     ProviderError,
-    StopMatcher,
     ThreadedProvider,
     TokenLogprob,
     TopLogprob,
@@ -87,7 +86,6 @@ class EchoProvider(ThreadedProvider):
             limit = min(request.max_tokens, room)
             tokens = (reply + [self.config.filler] * max(0, limit - len(reply)))[:limit]
             finish = "length"
-        matcher = StopMatcher(request.stop_list())
         want_logprobs = bool(getattr(request, "logprobs", None))
         top = getattr(request, "top_logprobs", None) or (
             request.logprobs if isinstance(request, CompletionRequest) else 0
@@ -95,23 +93,19 @@ class EchoProvider(ThreadedProvider):
         delay = self.config.token_delay_ms / 1000
         produced = 0
         for token in tokens:
-            if cancel.cancelled:
-                return
+            if cancel.cancelled:  # the client went away, or the core reached a stop sequence: end with the usage
+                finish = "stop"
+                break
             if delay:
                 time.sleep(delay)
             produced += 1
-            text, stopped = matcher.feed(token)
             logprobs = None
             if want_logprobs:
                 raw = list(token.encode("utf-8"))
                 logprobs = [TokenLogprob(token, 0.0, raw, [TopLogprob(token, 0.0, raw)] if top else [])]
-            if text or logprobs:
-                yield Delta(text=text, logprobs=logprobs)
-            if stopped:
-                yield Delta(finish_reason="stop", usage=Usage(prompt_tokens, produced), stop_sequence=matcher.matched)
-                return
-        tail = matcher.flush()
-        yield Delta(text=tail, finish_reason=finish, usage=Usage(prompt_tokens, produced))
+            yield Delta(text=token, logprobs=logprobs)
+        # Stop sequences are the core's: it cuts the text and tells the engine to stop through ``cancel``.
+        yield Delta(finish_reason=finish, usage=Usage(prompt_tokens, produced))
 
     def chat_sync(self, request: ChatRequest, cancel: CancelToken) -> Iterator[Delta]:
         last = next((m for m in reversed(request.messages) if m.role == "user"), request.messages[-1])
