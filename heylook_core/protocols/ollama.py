@@ -958,17 +958,17 @@ def _prefers_html(accept: str) -> bool:
     return weight("text/html") > weight("text/plain")
 
 
-def _has_route(http: Request, path: str) -> bool:
-    """Whether some route answers ``GET path``, one of an included router too (FastAPI may keep those nested, so
-    ``app.routes`` does not list their paths): a plugin's ``register_routes`` page counts."""
+def has_route(app: Any, path: str) -> bool:
+    """Whether some route of ``app`` answers ``GET path``, one of an included router too (FastAPI may keep those
+    nested, so ``app.routes`` does not list their paths): a plugin's ``register_routes`` page counts."""
     scope = {"type": "http", "path": path, "method": "GET", "root_path": "", "headers": [], "query_string": b""}
-    return any(route.matches(scope)[0] is Match.FULL for route in http.app.router.routes)
+    return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
 
 
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def root(http: Request) -> Response:
     """Ollama's liveness answer, which clients probe; a browser is sent to the web page when one is installed."""
-    if _prefers_html(http.headers.get("accept", "")) and _has_route(http, "/ui"):
+    if _prefers_html(http.headers.get("accept", "")) and has_route(http.app, "/ui"):
         return RedirectResponse("/ui", status_code=307)
     return PlainTextResponse("Ollama is running")
 
