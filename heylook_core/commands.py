@@ -96,10 +96,6 @@ def serve_command(args: argparse.Namespace) -> int:
 
     if has_route(app, "/ui"):  # a web page plugin (heylook-webui) is installed: a browser opening / lands on it
         logger.info("web page on %s/ (open it in a browser)", url_of(sockets[0][0]))
-    from heylook_core.protocols.ollama import has_route
-
-    if has_route(app, "/ui"):  # a web page plugin (heylook-webui) is installed: a browser opening / lands on it
-        logger.info("web page on %s/ (open it in a browser)", url_of(sockets[0][0]))
     if len(sockets) > 1:
         logger.info("Ollama API listening on %s (ollama_port)", url_of(sockets[1][0]))
     status = serve(app, server, sockets, args.log_level)
