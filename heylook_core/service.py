@@ -198,7 +198,11 @@ def _tool_parser(request: GenerationRequest, slot: ModelSlot, provider: object) 
     name = slot.model.entry.tool_parser or getattr(provider, "tool_parser", None)
     if not name or name == "none":
         return None
-    return ToolCallParser(name, parallel=request.parallel_tool_calls is not False)
+    try:
+        return ToolCallParser(name, parallel=request.parallel_tool_calls is not False)
+    except ValueError as error:  # a provider naming a format the core lacks: its output passes as text
+        logger.warning("model '%s': %s; tool calls are not read out of its output", slot.id, error)
+        return None
 
 
 async def _events(

@@ -133,3 +133,22 @@ def test_tool_parser_in_a_model_table() -> None:
     assert ModelEntry(id="m", provider="echo", tool_parser="none").tool_parser == "none"
     with pytest.raises(ValueError, match="unknown tool_parser"):
         ModelEntry(id="m", provider="echo", tool_parser="qwen9")
+
+
+def test_a_delegated_format_reads_whole_calls_with_the_library_parser() -> None:
+    from heylook_core.toolcalls import delegated_format
+
+    def parse(text: str) -> dict:
+        name, _, value = text.strip().partition("=")
+        if not value:
+            raise ValueError("no '='")
+        return {"name": name, "arguments": {"value": value}}
+
+    fmt = delegated_format("lib", "<call>", "</call>", parse)
+    for chunks in chunkings("a<call>f=1</call>b<call>nonsense</call>c"):
+        parser = ToolCallParser(fmt)
+        parts = [parser.feed(chunk) for chunk in chunks] + [parser.finish()]
+        fragments = [f for part in parts for f in part.tool_calls]
+        assert "".join(part.text for part in parts) == "abnonsensec"
+        assert [f["function"].get("name") for f in fragments if "id" in f] == ["f"]
+        assert json.loads("".join(f["function"].get("arguments") or "" for f in fragments)) == {"value": "1"}
