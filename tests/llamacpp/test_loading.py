@@ -67,7 +67,11 @@ def test_vision_is_declared_only_with_an_mmproj() -> None:
     vision = LlamaCppConfig(model_path="m.gguf", mmproj="p.gguf")
     assert "vision" not in {c.value for c in capabilities(plain)}
     assert "vision" in {c.value for c in capabilities(vision)}
-    assert "tools" not in parameters(plain)
+    # tools go to a Jinja template (a template without them answers 400); a fixed chat_format has none
+    assert "tools" in parameters(plain) and "tools" in parameters(
+        LlamaCppConfig(model_path="m.gguf", chat_template="t")
+    )
+    assert "tools" not in parameters(LlamaCppConfig(model_path="m.gguf", chat_format="gemma"))
 
 
 def test_loading_the_plugin_imports_no_engine() -> None:
