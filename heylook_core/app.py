@@ -268,6 +268,8 @@ def _ops_routes() -> APIRouter:
             "loaded": server.router.loaded(),
             "failed_plugins": [r.name for r in server.host.failed()],
             "failed_models": server.host.failed_models(),  # offers a plugin made that its provider refused
+            # models whose worker died or wedged, or whose load stalled: reloaded on their next request
+            "failed": server.router.failed(),
         }
 
     @ops.get("/-/plugins", dependencies=[Depends(require_api_key)])

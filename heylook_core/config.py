@@ -110,6 +110,10 @@ class ServerSettings(_Strict):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_queue: int = Field(default=32, ge=0, description="requests waiting per model before 503")
     queue_timeout_s: float = Field(default=600.0, gt=0)
+    load_timeout_s: float = Field(default=900.0, gt=0, description="a model load that takes longer is reported")
+    stall_timeout_s: float = Field(
+        default=600.0, gt=0, description="a model's worker that yields nothing for this long counts as wedged"
+    )
     max_audio_seconds: float = Field(default=4 * 3600.0, gt=0)
     allow_remote_images: bool = False
     anthropic_default_model: str | None = Field(

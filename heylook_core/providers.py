@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from heylook_core.runner import CancelToken, ModelWorker
+from heylook_core.runner import CancelToken, ModelWorker, WorkerFailedError
 from heylook_core.types import (
     AudioInput,
     BatchChatRequest,
@@ -153,6 +153,18 @@ class Provider:
         self.model_id = model_id
         self.config = config
 
+    # Seconds a stream may go without producing anything before the model counts as wedged ([server]
+    # stall_timeout_s; the router sets it before load). Used by ThreadedProvider's worker.
+    stall_timeout: float | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """Why this loaded model can no longer serve (its worker died or wedged); the router then reloads it."""
+        return None
+
+    def abandon(self) -> None:
+        """Drop a failed model without waiting for it (its unload could hang); the default does nothing."""
+
     async def load(self) -> None:
         """Make the model ready; raise with a message that names what is wrong (a path, a missing library)."""
 
@@ -207,8 +219,24 @@ class ThreadedProvider(Provider):
             raise RuntimeError(f"model '{self.model_id}' is not loaded")
         return self.worker
 
+    @property
+    def failure(self) -> str | None:
+        worker = self.worker
+        if worker is None:
+            return None
+        try:
+            worker._check()
+        except WorkerFailedError:
+            return worker.failure
+        return None
+
+    def abandon(self) -> None:
+        if self.worker is not None:
+            self.worker.abandon()
+            self.worker = None
+
     async def load(self) -> None:
-        self.worker = ModelWorker(self.model_id)
+        self.worker = ModelWorker(self.model_id, stall_timeout=self.stall_timeout)
         try:
             await self.worker.call(self.load_sync)
         except BaseException:
@@ -219,6 +247,9 @@ class ThreadedProvider(Provider):
     async def unload(self) -> None:
         worker = self.worker
         if worker is None:
+            return
+        if self.failure is not None:  # a dead or wedged worker cannot run unload_sync
+            self.abandon()
             return
         try:
             await worker.call(self.unload_sync)

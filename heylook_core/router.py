@@ -34,7 +34,7 @@ class ModelSlot:
     def __init__(self, model: ConfiguredModel) -> None:
         self.model = model
         self.provider: Provider | None = None
-        self.state = "unloaded"  # unloaded | loading | loaded | unloading
+        self.state = "unloaded"  # unloaded | loading | loaded | unloading | failed (reloaded on the next request)
         self.load_task: asyncio.Task[Provider] | None = None
         self.unload_task: asyncio.Task[None] | None = None
         self.in_flight = 0
@@ -64,8 +64,22 @@ class ModelSlot:
         }
 
 
+class _LoadStalled(Exception):
+    """A load ran past ``load_timeout_s``: it is reported and no longer waited on."""
+
+
+def _late_load(model_id: str, provider: Provider, task: asyncio.Future[None]) -> None:
+    """A load given up on finished after all: unload what it loaded."""
+    if task.cancelled() or task.exception() is not None:
+        return
+    logger.warning("model '%s' finished loading after its load_timeout_s; unloading it", model_id)
+    asyncio.ensure_future(provider.unload())
+
+
 def _load_failure(error: Exception, provider: str) -> tuple[str, str]:
     """The detail of a load failure (for the log) and its reason class (for the client: no paths, no backend text)."""
+    if isinstance(error, _LoadStalled):
+        return str(error), str(error)
     if isinstance(error, ModelLoadError):
         return error.reason, "the backend could not load it"
     if isinstance(error, HeylookError):
@@ -103,7 +117,18 @@ class Router:
         return self.slots[self.names[key]]
 
     def loaded(self) -> list[str]:
-        return [slot.id for slot in self.slots.values() if slot.state == "loaded"]
+        return [slot.id for slot in self.slots.values() if slot.state == "loaded" and not self._broken(slot)]
+
+    def failed(self) -> dict[str, str]:
+        """Models whose worker died or wedged, or whose load stalled, with why; each reloads on its next request."""
+        for slot in self.slots.values():
+            if self._broken(slot):
+                self._failed(slot)
+        return {slot.id: slot.last_error or "failed" for slot in self.slots.values() if slot.state == "failed"}
+
+    @staticmethod
+    def _broken(slot: ModelSlot) -> bool:
+        return slot.state == "loaded" and slot.provider is not None and slot.provider.failure is not None
 
     # -- admission -------------------------------------------------------------------------------------------------
 
@@ -138,6 +163,8 @@ class Router:
                 provider = await self._ensure_loaded(slot)
             yield provider
         finally:
+            if slot.provider is not None and slot.provider.failure is not None:
+                self._failed(slot)
             if acquired:
                 slot.running -= 1
                 slot.semaphore.release()
@@ -152,8 +179,24 @@ class Router:
 
     # -- loading and unloading -------------------------------------------------------------------------------------
 
+    def _failed(self, slot: ModelSlot) -> None:
+        """The loaded model's worker died or wedged: give it up; /health shows it failed until it reloads."""
+        provider = slot.provider
+        if provider is None or slot.state != "loaded":
+            return
+        slot.last_error = f"model '{slot.id}' failed: {provider.failure}"
+        logger.error("%s; it is reloaded on its next request", slot.last_error)
+        slot.provider = None
+        slot.state = "failed"
+        try:
+            provider.abandon()
+        except Exception:
+            logger.exception("model '%s': abandoning its provider raised", slot.id)
+
     async def _ensure_loaded(self, slot: ModelSlot) -> Provider:
         while True:
+            if slot.state == "loaded" and slot.provider is not None and slot.provider.failure is not None:
+                self._failed(slot)
             if slot.state == "loaded" and slot.provider is not None:
                 slot.last_used = self.clock()
                 return slot.provider
@@ -184,10 +227,17 @@ class Router:
                 assert spec is not None
                 started = time.perf_counter()
                 logger.info("loading model '%s' (provider %s)", slot.id, spec.name)
+                timeout = self.settings.server.load_timeout_s
                 try:
                     provider_class = spec.factory()
                     provider = provider_class(slot.id, slot.model.config)
-                    await provider.load()
+                    provider.stall_timeout = self.settings.server.stall_timeout_s
+                    loading = asyncio.ensure_future(provider.load())
+                    done, _ = await asyncio.wait({loading}, timeout=timeout)
+                    if not done:
+                        loading.add_done_callback(lambda task, p=provider: _late_load(slot.id, p, task))
+                        raise _LoadStalled(f"it did not finish loading within {timeout:g} s (load_timeout_s)")
+                    loading.result()
                 except Exception as error:
                     detail, kind = _load_failure(error, spec.name)
                     raise ModelLoadError(slot.id, detail, kind=kind) from error
@@ -199,7 +249,7 @@ class Router:
                 logger.info("model '%s' loaded in %.2f s", slot.id, time.perf_counter() - started)
                 return provider
         except BaseException as error:
-            slot.state = "unloaded"
+            slot.state = "failed" if isinstance(error.__cause__, _LoadStalled) else "unloaded"
             slot.provider = None
             cause = error.__cause__
             if isinstance(error, ModelLoadError):  # the log (and last_error) keep the detail; clients get the kind

@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
+from heylook_core.errors import ProviderError
+
 logger = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 1.0  # how often a waiting request checks that its worker thread is alive and moving
 
 T = TypeVar("T")
 
@@ -63,12 +69,21 @@ class WorkerStoppedError(RuntimeError):
     """The model's worker thread was stopped (the model was unloaded) before the call ran."""
 
 
+class WorkerFailedError(ProviderError):
+    """The model's worker thread died or wedged: the request fails (502) and the router reloads the model."""
+
+    default_code = "worker_failed"
+
+
 class ModelWorker:
     """A dedicated thread that owns one model; every call for that model runs on it, one at a time."""
 
-    def __init__(self, name: str, *, buffer_size: int = 64) -> None:
+    def __init__(self, name: str, *, buffer_size: int = 64, stall_timeout: float | None = None) -> None:
+        """``stall_timeout``: seconds a stream may go without an item before the worker counts as wedged."""
         self.name = name
         self.buffer_size = buffer_size
+        self.stall_timeout = stall_timeout
+        self.failure: str | None = None  # why the worker is unusable (died, wedged); the router reloads the model
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"heylook-model-{name}", daemon=True)
         self._stopped = False
@@ -91,7 +106,37 @@ class ModelWorker:
     def _submit(self, job: Callable[[], None]) -> None:
         if self._stopped:
             raise WorkerStoppedError(f"the worker for model '{self.name}' is stopped")
+        self._check()
         self._jobs.put(job)
+
+    def _check(self) -> None:
+        """Raise :class:`WorkerFailedError` when the thread has died or wedged."""
+        if self.failure is None and not self._stopped and not self._thread.is_alive():
+            self.failure = "its worker thread ended unexpectedly"
+            logger.error("model '%s': %s; the next request reloads it", self.name, self.failure)
+        if self.failure is not None:
+            raise WorkerFailedError(f"model '{self.name}' failed: {self.failure}; the next request reloads it")
+
+    def _wedged(self, idle: float) -> None:
+        if self.failure is None:
+            self.failure = f"its worker produced nothing for {idle:.0f} s (stall_timeout_s); it is wedged"
+            logger.error("model '%s': %s; the next request reloads it", self.name, self.failure)
+        self._check()
+
+    async def _watch(self, settle: Callable[[BaseException], None], last: list[float] | None = None) -> None:
+        """Until cancelled: hand ``settle`` the error once the thread dies, fails or (``last``: the time of the
+        last item) stalls past ``stall_timeout``."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            try:
+                self._check()
+                if last is not None and self.stall_timeout is not None:
+                    idle = time.monotonic() - last[0]
+                    if idle > self.stall_timeout:
+                        self._wedged(idle)
+            except WorkerFailedError as error:
+                settle(error)
+                return
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` on the worker thread and return its result (or raise its exception)."""
@@ -115,7 +160,11 @@ class ModelWorker:
                 loop.call_soon_threadsafe(settle, result, None)
 
         self._submit(job)
-        return await future
+        watch = asyncio.create_task(self._watch(lambda error: settle(None, error)))
+        try:
+            return await future
+        finally:
+            watch.cancel()
 
     async def stream(
         self, make_iterator: Callable[[], Iterator[T]], cancel: CancelToken | None = None
@@ -153,9 +202,13 @@ class ModelWorker:
                         logger.exception("model worker %s: closing a stream raised", self.name)
 
         self._submit(job)
+        last = [math.inf]  # when the consumer began waiting for the next item (inf: it is not waiting)
+        watch = asyncio.create_task(self._watch(lambda error: items.put_nowait(_Raised(error)), last))
         try:
             while True:
+                last[0] = time.monotonic()
                 item = await items.get()
+                last[0] = math.inf
                 if item is _DONE:
                     return
                 if isinstance(item, _Raised):
@@ -163,7 +216,13 @@ class ModelWorker:
                 credits.release()
                 yield item
         finally:
+            watch.cancel()
             token.cancel()
+
+    def abandon(self) -> None:
+        """Give the worker up without waiting for it (it died or wedged); its thread is a daemon."""
+        self._stopped = True
+        self._jobs.put(None)
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Let queued jobs finish, then end the thread."""

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from heylook_core import Capability, ModelEntry, ProviderSpec, hookimpl
 from heylook_core.app import build_server, create_app
 from heylook_core.errors import PluginLoadError
 from heylook_core.plugins import PluginHost
+from heylook_core.providers import ThreadedProvider
+from heylook_core.runner import CancelToken
+from heylook_core.types import ChatRequest, Delta, Usage
 from tests.core.conftest import user
 
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt "  # a header only: what matters is that no decoder is reached
@@ -367,3 +372,156 @@ def test_a_duplicate_provider_names_both_distributions_and_plugins_and_doctor_ru
     assert status == 1 and "[fail] plugin second-echo" in out and "heylook-echo" in out
     status, _, _ = run_cli(monkeypatch, capsys, "serve", "--port", "0", plugins=[("second-echo", SecondEcho())])
     assert status == 2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A model's worker thread that dies or wedges; a load that stalls
+
+RELEASE = threading.Event()  # set at the end of each fault test so abandoned threads end
+
+
+class FaultyProvider(ThreadedProvider):
+    """Echoes; "!wedge" blocks its worker after the first token; config load_s stalls the load."""
+
+    loads = 0
+
+    def load_sync(self) -> None:
+        FaultyProvider.loads += 1
+        if self.config.get("stall_load") and FaultyProvider.loads == 1:
+            RELEASE.wait(30)
+
+    def chat_sync(self, request: ChatRequest, cancel: CancelToken) -> Iterator[Delta]:
+        text = request.messages[-1].text()
+        yield Delta(text="first ")
+        if text == "!wedge":
+            RELEASE.wait(30)
+        yield Delta(text=text, finish_reason="stop", usage=Usage(1, 2))
+
+
+def _faulty_plugin() -> types.ModuleType:
+    module = types.ModuleType("faulty_plugin")
+
+    @hookimpl
+    def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+        register(
+            ProviderSpec(
+                name="faulty",
+                factory=lambda: FaultyProvider,
+                capabilities=frozenset({Capability.CHAT}),
+                config_schema=FaultyConfig,
+            )
+        )
+
+    module.register_providers = register_providers  # type: ignore[attr-defined]
+    return module
+
+
+class FaultyConfig(BaseModel):
+    stall_load: bool = False
+
+    def get(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+FAULTY = """
+[server]
+stall_timeout_s = 1.5
+load_timeout_s = 1.5
+[[models]]
+id = "faulty"
+provider = "faulty"
+[[models]]
+id = "slow-load"
+provider = "faulty"
+[models.config]
+stall_load = true
+"""
+
+
+@pytest.fixture
+def faulty(make_client: Callable[..., TestClient]) -> Iterator[TestClient]:
+    RELEASE.clear()
+    FaultyProvider.loads = 0
+    yield make_client(FAULTY, plugins=[("faulty", _faulty_plugin())])
+    RELEASE.set()
+
+
+def ask(client: TestClient, text: str, model: str = "faulty", **fields: Any) -> httpx.Response:
+    return client.post("/v1/chat/completions", json={"model": model, "messages": user(text), **fields})
+
+
+def test_a_wedged_worker_fails_its_request_and_the_model_reloads(faulty: TestClient) -> None:
+    assert ask(faulty, "hello").json()["choices"][0]["message"]["content"] == "first hello"
+    error = error_of(ask(faulty, "!wedge"), 502)
+    assert error["code"] == "worker_failed"
+    assert "model 'faulty' failed" in error["message"] and "wedged" in error["message"]
+    assert "reloads" in error["message"]
+    health = faulty.get("/health").json()
+    assert "faulty" in health["failed"] and "faulty" not in health["loaded"]
+    assert faulty.get("/v1/models/faulty").json()["state"] == "failed"
+    reply = ask(faulty, "back again")
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"] == "first back again"
+    assert FaultyProvider.loads == 2
+    assert faulty.get("/health").json()["failed"] == {}
+
+
+def test_a_wedged_stream_ends_with_an_error_event(faulty: TestClient) -> None:
+    with faulty.stream(
+        "POST", "/v1/chat/completions", json={"model": "faulty", "messages": user("!wedge"), "stream": True}
+    ) as response:
+        body = "".join(response.iter_text())
+    assert '"code": "worker_failed"' in body or '"code":"worker_failed"' in body
+    assert body.rstrip().endswith("data: [DONE]")
+
+
+def test_a_worker_thread_that_died_is_noticed_and_the_model_reloads(faulty: TestClient) -> None:
+    assert ask(faulty, "hello").status_code == 200
+    slot = faulty.app.state.heylook.router.slots["faulty"]
+    worker = slot.provider.worker
+    worker._jobs.put(None)  # the thread ends while the model is still loaded
+    worker.thread.join(5)
+    assert not worker.thread.is_alive()
+    health = faulty.get("/health").json()
+    assert "ended unexpectedly" in health["failed"]["faulty"]
+    reply = ask(faulty, "after the crash")
+    assert reply.status_code == 200, reply.text
+    assert FaultyProvider.loads == 2
+
+
+def test_a_worker_call_fails_when_its_thread_dies() -> None:
+    import asyncio
+
+    from heylook_core.runner import WATCH_INTERVAL_S, ModelWorker, WorkerFailedError
+
+    async def main() -> None:
+        worker = ModelWorker("m")
+        started = threading.Event()
+
+        def stuck() -> None:
+            started.set()
+            RELEASE.wait(30)
+
+        call = asyncio.ensure_future(worker.call(stuck))
+        await asyncio.to_thread(started.wait, 5)
+        dead = threading.Thread(target=lambda: None)
+        dead.start()
+        dead.join()
+        worker._thread = dead  # as far as anyone can tell, the worker thread is gone
+        with pytest.raises(WorkerFailedError, match="ended unexpectedly"):
+            await asyncio.wait_for(call, WATCH_INTERVAL_S * 5)
+
+    RELEASE.clear()
+    try:
+        asyncio.run(main())
+    finally:
+        RELEASE.set()
+
+
+def test_a_load_that_stalls_is_reported_not_waited_on(faulty: TestClient) -> None:
+    error = error_of(ask(faulty, "hi", model="slow-load"), 503)
+    assert error["code"] == "model_load_failed"
+    assert "did not finish loading within 1.5 s (load_timeout_s)" in error["message"]
+    assert "slow-load" in faulty.get("/health").json()["failed"]
+    reply = ask(faulty, "hi", model="slow-load")  # the next request loads it again
+    assert reply.status_code == 200, reply.text
