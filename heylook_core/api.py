@@ -125,6 +125,7 @@ def model_card(server: Server, slot: ModelSlot) -> dict[str, Any]:
         "parameters": sorted(slot.model.parameters),
         "loaded": slot.state == "loaded",
         "state": slot.state,
+        "pinned": entry.pinned,
         "description": entry.description,
         # what Anthropic's clients read from a model (its models.list()); OpenAI clients ignore them
         "type": "model",

@@ -40,6 +40,7 @@ class Server:
         self.started = int(time.time())
         self.preload = list(preload)
         self.metrics = Metrics()
+        self.router.observe = self.metrics.router_event
         self.config_path: str | None = None
         self.retiring: asyncio.Task[None] | None = None
         self.generation = GenerationService(self)
@@ -281,7 +282,7 @@ def _ops_routes() -> APIRouter:
         from heylook_core.metrics import CONTENT_TYPE
 
         server: Server = request.app.state.heylook
-        return Response(server.metrics.render(server.router), media_type=CONTENT_TYPE)
+        return Response(server.metrics.render(server.router, server.host), media_type=CONTENT_TYPE)
 
     admin = APIRouter(prefix="/v1/admin", dependencies=[Depends(require_admin_key)])
 

@@ -1,4 +1,9 @@
-"""Prometheus metrics through ``prometheus-client``: requests by route and status, time spent, model states.
+"""Prometheus metrics through ``prometheus-client``: requests, tokens, latencies, queues, model loads, plugins.
+
+Requests by method, route and status; prompt and generated tokens, time to first token, time per output token and
+generation duration by model (observed by the generation service, :meth:`Metrics.observe`); requests waiting and
+running by model; model loads, load time and evictions (reported by the router, :meth:`Metrics.router_event`);
+plugins that failed to load.
 
 Every label value is bounded and comes from the server, never from the client: ``path`` is the template of the
 route that answered (``/v1/models/{model_id:path}``), or ``unmatched`` for requests no route took (404s, requests
@@ -9,11 +14,12 @@ servers in one process (tests) keep separate counts.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -21,11 +27,17 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from heylook_core.plugins import PluginHost
     from heylook_core.router import Router
+    from heylook_core.types import Delta
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# seconds: from tens of milliseconds (echo, a warm small model) to minutes (a long prompt on a CPU)
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+_PER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+_LOAD_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 def route_label(scope: Scope) -> str:
@@ -39,18 +51,34 @@ class _ModelCollector(Collector):
 
     def __init__(self) -> None:
         self.router: Router | None = None
+        self.host: PluginHost | None = None
 
     def collect(self) -> Iterator[Metric]:
         loaded = GaugeMetricFamily("heylook_model_loaded", "Whether a model is loaded.", labels=["model"])
         in_flight = GaugeMetricFamily(
             "heylook_model_in_flight", "Requests admitted to a model (running or waiting).", labels=["model"]
         )
+        running = GaugeMetricFamily("heylook_model_running", "Requests a model is running now.", labels=["model"])
+        queued = GaugeMetricFamily(
+            "heylook_model_queue_depth", "Requests waiting for a model (to load, or for a turn).", labels=["model"]
+        )
         if self.router is not None:
             for slot in self.router.slots.values():
                 loaded.add_metric([slot.id], int(slot.state == "loaded"))
                 in_flight.add_metric([slot.id], slot.in_flight)
+                running.add_metric([slot.id], slot.running)
+                queued.add_metric([slot.id], max(0, slot.in_flight - slot.running))
         yield loaded
         yield in_flight
+        yield running
+        yield queued
+        failed = GaugeMetricFamily(
+            "heylook_plugin_failed", "Plugins that failed to load (1), by plugin entry point.", labels=["plugin"]
+        )
+        if self.host is not None:
+            for record in self.host.failed():
+                failed.add_metric([record.name], 1)
+        yield failed
 
 
 class Metrics:
@@ -66,6 +94,60 @@ class Metrics:
             "heylook_request_seconds",
             "Time spent answering requests, by method and route.",
             ["method", "path"],
+            registry=self.registry,
+        )
+        by_model = ["model"]
+        self.prompt_tokens = Counter(
+            "heylook_prompt_tokens", "Prompt tokens processed, by model.", by_model, registry=self.registry
+        )
+        self.generated_tokens = Counter(
+            "heylook_generated_tokens", "Tokens generated, by model.", by_model, registry=self.registry
+        )
+        self.cached_tokens = Counter(
+            "heylook_cached_prompt_tokens",
+            "Prompt tokens reused from a cache, by model.",
+            by_model,
+            registry=self.registry,
+        )
+        self.generations = Counter(
+            "heylook_generations",
+            "Generations by model and outcome (the finish reason, error or cancelled).",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.ttft = Histogram(
+            "heylook_time_to_first_token_seconds",
+            "From the start of a generation (queue and load included) to its first token, by model.",
+            by_model,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.tpot = Histogram(
+            "heylook_time_per_output_token_seconds",
+            "Mean time per generated token after the first, by model (one observation per generation).",
+            by_model,
+            buckets=_PER_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "heylook_generation_duration_seconds",
+            "Duration of a generation (queue and load included), by model.",
+            by_model,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.loads = Counter("heylook_model_loads", "Models loaded, by model.", by_model, registry=self.registry)
+        self.load_seconds = Histogram(
+            "heylook_model_load_seconds",
+            "Time to load a model, by model.",
+            by_model,
+            buckets=_LOAD_BUCKETS,
+            registry=self.registry,
+        )
+        self.evictions = Counter(
+            "heylook_model_evictions",
+            "Models unloaded to make room for another (max_loaded_models), by model.",
+            by_model,
             registry=self.registry,
         )
         self._models = _ModelCollector()
@@ -101,7 +183,52 @@ class Metrics:
 
         self.middleware: Any = Middleware
 
-    def render(self, router: Router) -> bytes:
-        """The exposition text (``CONTENT_TYPE``) with the model gauges of ``router``."""
+    def render(self, router: Router, host: PluginHost | None = None) -> bytes:
+        """The exposition text (``CONTENT_TYPE``) with the model gauges of ``router`` and the plugins of ``host``."""
         self._models.router = router
+        self._models.host = host
         return generate_latest(self.registry)
+
+    def router_event(self, event: str, model: str, seconds: float = 0.0) -> None:
+        """Called by the router: ``load`` (with its duration) or ``evict`` (unloaded to make room)."""
+        if event == "load":
+            self.loads.labels(model).inc()
+            self.load_seconds.labels(model).observe(seconds)
+        elif event == "evict":
+            self.evictions.labels(model).inc()
+
+    async def observe(self, model: str, started: float, deltas: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+        """Pass ``deltas`` through, timing the first token and counting the usage of the last event.
+
+        ``model`` is a configured model id; ``started`` a ``time.perf_counter()`` from the start of the generation.
+        """
+        first: float | None = None
+        finished = False
+        outcome = "cancelled"  # a consumer that stops reading (a client gone) ends here without a last event
+        try:
+            async for delta in deltas:
+                if first is None and (delta.text or delta.reasoning or delta.tool_calls):
+                    first = time.perf_counter()
+                    self.ttft.labels(model).observe(first - started)
+                if delta.finish_reason is not None:
+                    finished, outcome = True, delta.finish_reason
+                    usage = delta.usage
+                    if usage is not None:
+                        self.prompt_tokens.labels(model).inc(usage.prompt_tokens)
+                        self.generated_tokens.labels(model).inc(usage.completion_tokens)
+                        if usage.cached_tokens:
+                            self.cached_tokens.labels(model).inc(usage.cached_tokens)
+                        if first is not None and usage.completion_tokens > 1:
+                            per_token = (time.perf_counter() - first) / (usage.completion_tokens - 1)
+                            self.tpot.labels(model).observe(per_token)
+                yield delta
+        except BaseException as error:
+            if not finished:
+                outcome = "cancelled" if isinstance(error, (GeneratorExit, asyncio.CancelledError)) else "error"
+            raise
+        finally:
+            self.generations.labels(model, outcome if outcome in _OUTCOMES else "other").inc()
+            self.duration.labels(model).observe(time.perf_counter() - started)
+
+
+_OUTCOMES = frozenset({"stop", "length", "tool_calls", "content_filter", "error", "cancelled"})

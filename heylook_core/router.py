@@ -94,6 +94,10 @@ def _load_failure(error: Exception, provider: str) -> tuple[str, str]:
     return f"{type(error).__name__}: {error}", f"the backend raised {type(error).__name__}"
 
 
+def _ignore(*args: object) -> None:
+    pass
+
+
 class Router:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
@@ -107,6 +111,7 @@ class Router:
         self._load_lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._ttl_task: asyncio.Task[None] | None = None
+        self.observe: Callable[..., None] = _ignore  # (event, model id, seconds): heylook_core.metrics
 
     # -- lookup ----------------------------------------------------------------------------------------------------
 
@@ -245,6 +250,7 @@ class Router:
                 slot.state = "loaded"
                 slot.last_error = None
                 slot.loads += 1
+                self.observe("load", slot.id, time.perf_counter() - started)
                 slot.last_used = self.clock()
                 logger.info("model '%s' loaded in %.2f s", slot.id, time.perf_counter() - started)
                 return provider
@@ -272,7 +278,9 @@ class Router:
             occupied = self._occupied(slot)
             idle = [s for s in occupied if s.state == "loaded" and s.in_flight == 0 and not s.model.entry.pinned]
             if idle:
-                await self.unload(min(idle, key=lambda s: s.last_used))
+                victim = min(idle, key=lambda s: s.last_used)
+                self.observe("evict", victim.id)
+                await self.unload(victim)
                 continue
             if all(s.model.entry.pinned for s in occupied):
                 raise ServiceUnavailableError(
@@ -321,6 +329,7 @@ class Router:
         Returns the new router and the old slots it dropped; the caller unloads those once their requests finish.
         """
         new = Router(settings, clock=self.clock)
+        new.observe = self.observe
         for model_id, slot in list(new.slots.items()):
             previous = self.slots.get(model_id)
             if previous is not None and previous.model.entry == slot.model.entry:

@@ -21,6 +21,7 @@ a provider bug: the service logs it and ends the stream with ``finish_reason = "
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ class GenerationService:
         chat = isinstance(body, ChatRequest)
 
         async def innermost(request: GenerationRequest) -> AsyncIterator[Delta]:
+            started = time.perf_counter()  # for the metrics: queue and load are part of the time to first token
             target = slot
             if request is not body:  # a wrapper rewrote it: validated and prepared again, as a client's request is
                 request = type(body).model_validate(_fields_of(request))
@@ -137,7 +139,8 @@ class GenerationService:
                 tools = _tool_parser(request, target, provider)
                 stops = request.stop_list()
                 matcher = StopMatcher(stops) if stops else None
-                async for delta in _events(stream, think_tags, target, server, tools, matcher, cancel):
+                events = _events(stream, think_tags, target, server, tools, matcher, cancel)
+                async for delta in server.metrics.observe(target.id, started, events):
                     yield delta
 
         if not server.host.has_wrappers():
