@@ -289,6 +289,11 @@ def test_server_view_lists_models_plugins_and_loads_with_the_admin_key(page, ser
     slow.get_by_role("button", name="pin slow", exact=True).click()  # loads it and keeps it loaded
     slow.locator(".state").filter(has_text=re.compile("^loaded$")).wait_for()
     page.locator("#server-action").filter(has_text="pin slow: done").wait_for()
+    assert httpx.get(server.url + "/v1/models/slow").json()["pinned"] is True
+    slow.get_by_role("button", name="unpin slow", exact=True).click()
+    page.locator("#server-action").filter(has_text="unpin slow: done").wait_for()
+    assert httpx.get(server.url + "/v1/models/slow").json()["pinned"] is False
+    slow.get_by_role("button", name="pin slow", exact=True).wait_for()
     # plots of recent requests (heylook-analytics is installed here)
     page.locator("#analytics").wait_for(state="visible")
     page.locator("#plots figure").first.wait_for()
