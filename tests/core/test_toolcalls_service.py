@@ -168,3 +168,12 @@ def test_responses_api_function_calls(client: openai.OpenAI) -> None:
         final = stream.get_final_response()
     streamed = [(item.name, json.loads(item.arguments)) for item in final.output if item.type == "function_call"]
     assert streamed == EXPECTED
+
+
+def test_a_call_inside_reasoning_is_not_a_call(client: openai.OpenAI) -> None:
+    text = '<think>maybe <tool_call>{"name": "get_time", "arguments": {}}</tool_call></think>No call needed.'
+    response = client.chat.completions.create(model="hermes", messages=[{"role": "user", "content": text}], tools=TOOLS)
+    message = response.choices[0].message
+    assert message.content == "No call needed." and not message.tool_calls
+    assert "<tool_call>" in message.model_extra["reasoning_content"]
+    assert response.choices[0].finish_reason == "stop"
