@@ -246,6 +246,9 @@ def create_app(server: Server) -> FastAPI:
     app.add_middleware(HeadAsGet)
     app.add_middleware(UnexpectedErrors)  # an escaped exception is a 500, never a reset connection
     app.add_middleware(Drain, server=server)  # outermost: counts requests in flight, refuses new ones while draining
+    from heylook_core.openapi import install
+
+    install(app)  # the document as the server answers: heylook's error bodies and statuses, typed responses
     return app
 
 
