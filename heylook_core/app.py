@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from heylook_core.config import Settings, load_settings
 from heylook_core.errors import BadRequestError, ConfigError, HeylookError
 from heylook_core.faults import UnexpectedErrors
+from heylook_core.keys import keyring_of, reload_keys
 from heylook_core.metrics import Metrics
 from heylook_core.plugins import PluginHost
 from heylook_core.router import Router
@@ -246,6 +247,7 @@ def create_app(server: Server) -> FastAPI:
     app.add_middleware(HeadAsGet)
     app.add_middleware(UnexpectedErrors)  # an escaped exception is a 500, never a reset connection
     app.add_middleware(Drain, server=server)  # outermost: counts requests in flight, refuses new ones while draining
+    keyring_of(server)  # a broken api_key_file stops the server before it serves
     from heylook_core.openapi import install
 
     install(app)  # the document as the server answers: heylook's error bodies and statuses, typed responses
@@ -264,7 +266,7 @@ def _ops_routes() -> APIRouter:
     @ops.get("/health")
     async def health(request: Request) -> dict[str, Any]:
         server: Server = request.app.state.heylook
-        if server.settings.server.api_keys:
+        if server.settings.server.keys_required():
             return {"status": "ok"}  # with keys required, what is served is for key holders (/v1/models)
         return {
             "status": "ok",
@@ -349,6 +351,10 @@ def _ops_routes() -> APIRouter:
         except ConfigError as error:
             raise BadRequestError(f"configuration not reloaded: {error}", code="invalid_config") from None
         settings.server = server.settings.server  # the listening address, keys and limits stay as started
+        try:
+            reload_keys(server)  # except the names and keys of api_key_file, read again
+        except ConfigError as error:
+            raise BadRequestError(f"configuration not reloaded: {error}", code="invalid_config") from None
         old = server.router
         router, dropped = old.successor(settings)
         await old.stop_timers()

@@ -99,12 +99,31 @@ class ModelEntry(_Strict):
         return name
 
 
+class NamedKey(_Strict):
+    """A named API key in ``[server] api_keys``, optionally with per-minute limits."""
+
+    name: str = Field(min_length=1, description="shown in logs, analytics and metrics instead of the key")
+    key: str = Field(min_length=1)
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute; more get 429")
+    tpm: int | None = Field(default=None, ge=1, description="prompt plus generated tokens per minute; more get 429")
+
+    @field_validator("name", "key")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("blank; give a name and a key")
+        return value.strip()
+
+
 class ServerSettings(_Strict):
     """The ``[server]`` table."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: list[str | NamedKey] = Field(default_factory=list)
+    api_key_file: str | None = Field(
+        default=None, description="a file of 'name:key' lines, read at start and on admin reload"
+    )
     admin_key: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
@@ -134,10 +153,17 @@ class ServerSettings(_Strict):
 
     @field_validator("api_keys")
     @classmethod
-    def _no_blank_keys(cls, value: list[str]) -> list[str]:
-        if any(not key.strip() for key in value):
+    def _no_blank_keys(cls, value: list[str | NamedKey]) -> list[str | NamedKey]:
+        if any(isinstance(key, str) and not key.strip() for key in value):
             raise ValueError("api_keys holds a blank key; remove it (an empty list turns keys off)")
-        return [key.strip() for key in value]
+        names = [key.name for key in value if isinstance(key, NamedKey)]
+        if len(names) != len(set(names)):
+            raise ValueError(f"api_keys uses a name twice: {sorted({n for n in names if names.count(n) > 1})}")
+        return [key.strip() if isinstance(key, str) else key for key in value]
+
+    def keys_required(self) -> bool:
+        """Whether ``/v1`` needs a key: any in ``api_keys`` or an ``api_key_file``."""
+        return bool(self.api_keys or self.api_key_file)
 
     @field_validator("admin_key")
     @classmethod

@@ -23,6 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from heylook_core.keys import observe_tokens
+
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -137,6 +139,19 @@ class Metrics:
             registry=self.registry,
         )
         self.loads = Counter("heylook_model_loads", "Models loaded, by model.", by_model, registry=self.registry)
+        by_key = ["key"]  # the key's configured name, never the key
+        self.key_requests = Counter(
+            "heylook_api_key_requests", "Requests admitted, by API key name.", by_key, registry=self.registry
+        )
+        self.key_limited = Counter(
+            "heylook_api_key_rate_limited",
+            "Requests refused with 429 (rpm or tpm), by API key name.",
+            by_key,
+            registry=self.registry,
+        )
+        self.key_tokens = Counter(
+            "heylook_api_key_tokens", "Prompt and generated tokens, by API key name.", by_key, registry=self.registry
+        )
         self.load_seconds = Histogram(
             "heylook_model_load_seconds",
             "Time to load a model, by model.",
@@ -218,6 +233,8 @@ class Metrics:
                         self.generated_tokens.labels(model).inc(usage.completion_tokens)
                         if usage.cached_tokens:
                             self.cached_tokens.labels(model).inc(usage.cached_tokens)
+                        spent = usage.prompt_tokens + usage.completion_tokens
+                        observe_tokens(spent, lambda name, count: self.key_tokens.labels(name).inc(count))
                         if first is not None and usage.completion_tokens > 1:
                             per_token = (time.perf_counter() - first) / (usage.completion_tokens - 1)
                             self.tpot.labels(model).observe(per_token)

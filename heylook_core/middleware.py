@@ -41,6 +41,7 @@ class GenerationContext:
     state: dict[str, Any] = field(default_factory=dict)  # free for wrappers to share data within one request
     protocol: str = "openai"  # the wire protocol: "openai", "openai-responses", "anthropic", "ollama", a plugin's own
     route: str = ""  # the HTTP route it came in on, such as "/v1/chat/completions" or "/v1/responses"
+    api_key: str | None = None  # the name of the request's API key ([server] api_keys), never the key
 
 
 def compose(

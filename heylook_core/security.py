@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import time
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -14,6 +15,7 @@ from heylook_core.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    RateLimitError,
     UnsupportedMediaTypeError,
 )
 
@@ -38,20 +40,29 @@ def _matches(token: str, keys: list[str]) -> bool:
 
 async def require_api_key(request: Request) -> None:
     """Dependency for ``/v1/*``: with API keys configured, a matching key is required, as a bearer token or in
-    ``x-api-key`` (Anthropic's clients send that header)."""
-    keys = request.app.state.heylook.settings.server.api_keys
-    if not keys:
+    ``x-api-key`` (Anthropic's clients send that header). The key's name (never the key) goes to
+    ``request.state.api_key_name`` and :data:`heylook_core.keys.CURRENT_KEY`; its rpm / tpm limits give 429."""
+    server = request.app.state.heylook
+    if not server.settings.server.keys_required():
         return
+    from heylook_core.keys import CURRENT_KEY, keyring_of
+
     tokens = [token for token in (_bearer(request), request.headers.get("x-api-key", "").strip()) if token]
     if not tokens:
         raise AuthenticationError(
             "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'", code="missing_api_key"
         )
-    found = False
-    for token in tokens:  # both are compared, so the time does not say which header held the key
-        found |= _matches(token, keys)
-    if not found:
+    key = keyring_of(server).match(tokens)  # every token against every key, so the time says nothing
+    if key is None:
         raise AuthenticationError("invalid API key")
+    request.state.api_key_name = key.name
+    CURRENT_KEY.set(key)
+    try:
+        key.admit(time.monotonic())
+    except RateLimitError:
+        server.metrics.key_limited.labels(key.name).inc()
+        raise
+    server.metrics.key_requests.labels(key.name).inc()
 
 
 async def require_admin_key(request: Request) -> None:

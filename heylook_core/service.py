@@ -32,6 +32,7 @@ from heylook_core.errors import HeylookError, ServiceUnavailableError
 from heylook_core.faults import internal_error, origin_of
 from heylook_core.generation import StopMatcher, ThinkSplitter, check_request, collect
 from heylook_core.images import resolve_images
+from heylook_core.keys import current_key_name
 from heylook_core.middleware import GenerationContext, compose
 from heylook_core.providers import Capability
 from heylook_core.runner import CancelToken
@@ -154,6 +155,7 @@ class GenerationService:
             headers=dict(headers or {}),
             protocol=prepared.protocol,
             route=prepared.route,
+            api_key=current_key_name(),
         )
         return compose(server.host.wrappers(body, context), innermost, context)(body)
 

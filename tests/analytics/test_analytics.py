@@ -292,3 +292,19 @@ def test_a_second_server_on_the_same_database_says_so(tmp_path: Path) -> None:
         client = openai.OpenAI(base_url=second.base_url, api_key="unused", max_retries=0)
         assert client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}]).choices
         assert summary(first)["enabled"] is True  # the first one keeps recording
+
+
+def test_rows_carry_the_key_name_never_the_key(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, '[server]\napi_keys = ["sk-plain-secret", {name = "alice", key = "sk-alice-secret"}]\n' + CONFIG
+    )
+    with serve(config, env=env_for(tmp_path / "analytics.duckdb")) as server:
+        for key in ("sk-alice-secret", "sk-plain-secret"):
+            client = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+            client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+        response = httpx.get(
+            server.url + "/-/analytics/recent", headers={"Authorization": "Bearer sk-plain-secret"}, timeout=10
+        )
+        rows = response.json()["data"]
+    assert sorted(row["api_key"] for row in rows) == ["alice", "key-1"]
+    assert "secret" not in json.dumps(rows)

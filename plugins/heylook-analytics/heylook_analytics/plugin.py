@@ -177,6 +177,7 @@ def _row(
         "status": status,
         "error_type": type(error).__name__ if error is not None else None,
         "error_message": str(error)[:500] if error is not None else None,
+        "api_key": getattr(context, "api_key", None),  # the key's name, never the key
     }
 
 

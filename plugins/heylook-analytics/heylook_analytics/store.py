@@ -38,6 +38,7 @@ COLUMNS = (
     "status",  # "ok", "error" or "cancelled"
     "error_type",
     "error_message",
+    "api_key",  # the name of the request's API key ([server] api_keys); NULL without keys
 )
 
 SCHEMA = """
@@ -57,7 +58,8 @@ CREATE TABLE IF NOT EXISTS requests (
     tokens_per_s DOUBLE,
     status VARCHAR NOT NULL,
     error_type VARCHAR,
-    error_message VARCHAR
+    error_message VARCHAR,
+    api_key VARCHAR
 )
 """
 
@@ -138,6 +140,7 @@ class Recorder:
         self.path = path
         self._connection = duckdb.connect(str(path))
         self._connection.execute(SCHEMA)
+        self._connection.execute("ALTER TABLE requests ADD COLUMN IF NOT EXISTS api_key VARCHAR")  # older files
         self._pending: list[tuple[Any, ...]] = []
         self._pending_lock = threading.Lock()  # held for an append or a swap only: safe on the event loop
         self._db_lock = threading.Lock()  # serialises every use of the connection
