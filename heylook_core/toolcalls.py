@@ -106,34 +106,57 @@ class JsonRepair:
         """What completes a value cut off at the end of the output (empty when it is complete)."""
         if self.done or self.error:
             return ""
-        out = self._out = []
-        try:
-            if self._string is not None:
-                self.quote = ""
+        if self._string is not None:
+            out = self._out = []
+            self.quote = ""
+            try:
                 self._finish_top_string()
-                return "".join(out)
-            if self.quote:
-                if self.escape:
-                    out.append("\\")
-                out.append('"')
-                self.quote = ""
-                self._after_string()
-            if self.token:
-                self._end_token()
-            self.held = ""
-            if not self.started:
+            except _Broken as broken:
+                self.error = str(broken)
                 return ""
+            return "".join(out)
+        return self.closers()
+
+    def closers(self) -> str:
+        """What makes the text sent so far one valid value, even after an error (the bad input was never sent)."""
+        if self.done:
+            return ""
+        out: list[str] = []
+        if self._string is not None or not self.started:
+            self._string = None
+            self.done = True
+            return ""
+        if self.quote:  # an escape cut off mid-way is dropped
+            out.append('"')
+            self.quote = ""
+            self.expect = "colon" if self.expect == "key" else "next"
+        if self.token:  # (after the comma held before it)
+            out.append(self.held)
+            self.held = ""
+            out.append(self._partial_token())
+        comma, self.held = self.held, ""
+        if not comma:
             if self.expect == "colon":
                 out.append(": null")
-            elif self.expect == "value" and self.stack:
+            elif self.expect == "value" and self.stack and not self.token:
                 out.append("null")
-            while self.stack:
-                out.append("}" if self.stack.pop() == "{" else "]")
-        except _Broken as broken:
-            self.error = str(broken)
-            return ""
+        self.token = ""
+        while self.stack:
+            out.append("}" if self.stack.pop() == "{" else "]")
         self.done = True
         return "".join(out)
+
+    def _partial_token(self) -> str:
+        """A bare word or number cut off at the end, as the value (or key) it was becoming."""
+        token = self.token
+        if self.expect == "key":
+            self.expect = "colon"
+            return json.dumps(token)
+        for literal, value in _LITERALS.items():
+            if literal.startswith(token):
+                return value
+        number = _NUMBER.match(token)
+        return number.group(0) if number else "null"
 
     # -- the scanner
 
@@ -334,6 +357,13 @@ class _Sink:
         self.fragments: list[Fragment] = []
         self.calls = 0
         self.dropped = 0
+        self.tags: tuple[str, ...] = ()  # the format's own tags, never written to content
+
+    def fallback(self, text: str) -> None:
+        """Text of a call that could not be read, as content without the format's tags."""
+        for tag in self.tags:
+            text = text.replace(tag, "")
+        self.text.append(text)
 
     def take(self) -> Parsed:
         parsed = Parsed("".join(self.text), "".join(self.reasoning), self.fragments)
@@ -397,6 +427,8 @@ class _Call:
         """End the call; ``raw`` (its text without tags) becomes content when it cannot be read."""
         if self.args.started and not self.args.error:
             self._queue(self.args.close())
+        if self.args.error and self.index is not None:  # announced: what was sent is closed into valid JSON
+            self._queue(self.args.closers() if self.sent_args else "{}")
         reason = why_not
         if reason is None and self.name is None:
             reason = "it has no function name"
@@ -410,10 +442,10 @@ class _Call:
             logger.warning(
                 "a tool call's arguments broke off after it started (%s); its text follows as content", reason
             )
-            self.sink.text.append(raw)
+            self.sink.fallback(raw)
             return
         logger.warning("a tool call could not be read (%s); returned as text: %.200r", reason, raw)
-        self.sink.text.append(raw)
+        self.sink.fallback(raw)
 
 
 _NAME_RE = re.compile(
@@ -433,7 +465,6 @@ class _ObjectCall:
         self.depth = 0
         self.quote = ""
         self.escape = False
-        self.scanned = 0
         self.complete = False
         self.args_at: int | None = None  # where the arguments' value starts in raw
         self.args_fed = 0
@@ -461,7 +492,6 @@ class _ObjectCall:
                 self.quote = ""
             return False
         if char in "\"'":
-            # an apostrophe inside a bare word is not a quote; single-quoted strings start after a delimiter
             self.quote = char
         elif char in "{[":
             self.depth += 1
@@ -513,7 +543,6 @@ class _JsonCallsRegion:
         self.sink = sink
         self.current: _ObjectCall | None = None
         self.stray: list[str] = []
-        self.any = False
 
     def feed(self, text: str) -> None:
         while text:
@@ -527,7 +556,6 @@ class _JsonCallsRegion:
             char = text[0]
             if char == "{":
                 self.current = _ObjectCall(self.sink)
-                self.any = True
                 continue
             if char not in _SEPARATORS + "[]":
                 self.stray.append(char)
@@ -542,7 +570,7 @@ class _JsonCallsRegion:
         stray = "".join(self.stray).strip()
         if stray:
             logger.warning("text inside a tool-call region that is not a call; returned as text: %.200r", stray)
-            self.sink.text.append(stray)
+            self.sink.fallback(stray)
 
 
 _MISTRAL_HEADER = re.compile(r"\s*([A-Za-z_][\w.\-]*)\s*(?:\[CALL_ID\]\s*([\w\-]+)\s*)?\[ARGS\]\s*")
@@ -566,7 +594,10 @@ class _MistralRegion:
         self.raw += text
         if self.call is None and self.pos == 0:
             head = self.raw.lstrip()
-            if head[:1] in ("[", "{"):
+            inner = ("[ARGS]", "[CALL_ID]")
+            if head and any(tag.startswith(head) for tag in inner):
+                return  # it may still be one of Mistral's own tags, not a JSON array
+            if head[:1] in ("[", "{") and not head.startswith(inner):
                 self.json = _JsonCallsRegion(self.sink)
                 self.json.feed(self.raw)
                 return
@@ -604,10 +635,10 @@ class _MistralRegion:
         if self.call is not None:
             self.call.finish(self.call_raw)
             self.call = None
-        rest = self.raw[self.pos :].strip()
+        rest = re.sub(r"\[(?:CALL_ID|ARGS)\]", " ", self.raw[self.pos :]).strip()
         if rest:
             logger.warning("text after [TOOL_CALLS] that is not a call; returned as text: %.200r", rest)
-            self.sink.text.append(rest)
+            self.sink.fallback(rest)
 
 
 DS_CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
@@ -681,7 +712,7 @@ class _DeepSeekRegion:
         rest = rest.replace("```json", "").replace("```", "").strip()
         if rest:
             logger.warning("text in DeepSeek's tool-call markers that is not a call; returned as text: %.200r", rest)
-            self.sink.text.append(rest)
+            self.sink.fallback(rest)
 
 
 def _held_prefix(buffer: str, markers: tuple[str, ...]) -> int:
@@ -729,6 +760,7 @@ class _TaggedParser:
         self.at_start = fmt.leading_json
         self.text_markers = fmt.starts + fmt.strip
         self.end_markers = fmt.ends
+        sink.tags = tuple(sorted(set(fmt.starts + fmt.ends + fmt.strip), key=len, reverse=True))
 
     def feed(self, text: str) -> None:
         buffer = self.held + text
@@ -796,6 +828,7 @@ class _HarmonyParser:
 
     def __init__(self, sink: _Sink) -> None:
         self.sink = sink
+        sink.tags = _H_TAGS
         self.held = ""
         self.mode = "body"  # header | body
         self.target = "text"  # text | reasoning | call
@@ -826,9 +859,8 @@ class _HarmonyParser:
             self.sink.reasoning.append(text)
         elif self.target == "call":
             assert self.call is not None
-            consumed = self.call.feed_args(text)
+            self.call.feed_args(text)
             self.call_raw += text
-            del consumed
         else:
             self.sink.text.append(text)
 
@@ -894,14 +926,14 @@ class _DelegatedRegion:
             parsed = self.parse(raw)
         except Exception as error:  # a library's parser raises what it likes on a call it cannot read
             logger.warning("a tool call could not be read (%s); returned as text: %.200r", error, raw)
-            self.sink.text.append(raw.strip())
+            self.sink.fallback(raw.strip())
             return
         for item in parsed if isinstance(parsed, list) else [parsed]:
             name = item.get("name") if isinstance(item, dict) else None
             arguments = item.get("arguments", {}) if isinstance(item, dict) else None
             if not isinstance(name, str) or not name:
                 logger.warning("a tool call has no function name; returned as text: %.200r", raw)
-                self.sink.text.append(raw.strip())
+                self.sink.fallback(raw.strip())
                 return
             call = _Call(self.sink)
             call.set_name(name)
@@ -933,9 +965,15 @@ FORMATS: dict[str, TaggedFormat | str] = {
         strip=("<|eom_id|>", "<|eot_id|>"),
         leading_json=True,
     ),
-    "mistral": TaggedFormat("mistral", ("[TOOL_CALLS]",), ("[TOOL_CALLS]", "</s>"), _MistralRegion, strip=("</s>",)),
+    "mistral": TaggedFormat(
+        "mistral", ("[TOOL_CALLS]",), ("[TOOL_CALLS]", "</s>"), _MistralRegion, strip=("</s>", "[ARGS]", "[CALL_ID]")
+    ),
     "deepseek": TaggedFormat(
-        "deepseek", (DS_CALLS_BEGIN,), (DS_CALLS_END,), _DeepSeekRegion, strip=(DS_CALLS_END, DS_CALL_END)
+        "deepseek",
+        (DS_CALLS_BEGIN,),
+        (DS_CALLS_END,),
+        _DeepSeekRegion,
+        strip=(DS_CALLS_END, DS_CALL_BEGIN, DS_CALL_END, DS_SEP),
     ),
     "harmony": "harmony",
 }

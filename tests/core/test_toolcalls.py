@@ -152,3 +152,37 @@ def test_a_delegated_format_reads_whole_calls_with_the_library_parser() -> None:
         assert "".join(part.text for part in parts) == "abnonsensec"
         assert [f["function"].get("name") for f in fragments if "id" in f] == ["f"]
         assert json.loads("".join(f["function"].get("arguments") or "" for f in fragments)) == {"value": "1"}
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[case["id"] for case in CORPUS])
+def test_every_truncation_is_read_without_error_or_leaked_tags(case: dict) -> None:
+    """An output cut off anywhere (max_tokens, a dropped connection) still yields valid calls and clean text."""
+    text = case["text"]
+    for end in range(len(text) + 1):
+        for chunks in ([text[:end]], list(text[:end])):
+            content, reasoning, _calls = run(case["format"], chunks)  # arguments are valid JSON (run loads them)
+            for tag in TAGS:
+                assert tag not in content and tag not in reasoning, (tag, end)
+
+
+OWN_TAGS = {
+    "hermes": ["<tool_call>", "</tool_call>"],
+    "llama3": ["<|python_tag|>", "<|eom_id|>", "<|eot_id|>"],
+    "mistral": ["[TOOL_CALLS]", "[ARGS]", "[CALL_ID]", "</s>"],
+    "deepseek": [tag for tag in TAGS if "▁" in tag],
+    "harmony": ["<|channel|>", "<|message|>", "<|start|>", "<|end|>", "<|call|>", "<|return|>", "<|constrain|>"],
+}
+PIECES = [*TAGS, "{", "}", "[", "]", '"', "'", ":", ",", " ", "\n", "\\", "name", '"name": "f"', '"arguments": ']
+PIECES += ["abc", "1", "true", "function", "to=functions.f", "commentary", "analysis", "final", "```json\n", "```"]
+
+
+@pytest.mark.parametrize("fmt", sorted(OWN_TAGS))
+def test_random_outputs_never_raise_leak_the_formats_tags_or_give_broken_arguments(fmt: str) -> None:
+    rng = random.Random(fmt)
+    for _ in range(1500):
+        text = "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 14)))
+        cuts = sorted({rng.randint(0, len(text)) for _ in range(rng.randint(0, 5))})
+        chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        content, reasoning, _calls = run(fmt, chunks)  # arguments are valid JSON (run loads them)
+        for tag in OWN_TAGS[fmt]:
+            assert tag not in content + reasoning, (tag, text)
