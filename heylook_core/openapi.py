@@ -137,7 +137,15 @@ class ResponseObject(_Open):
     output: list[dict[str, Any]]
 
 
-SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+# A stream's schema describes each server-sent event (its ``data`` is a JSON text of the protocol's chunk).
+SSE = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}},
+        }
+    }
+}
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 NDJSON = {"application/x-ndjson": {"schema": {"type": "string"}}}
 
