@@ -187,6 +187,8 @@ def create_app(server: Server) -> FastAPI:
         version=_version(),
         description="A local LLM server that speaks the OpenAI HTTP API.",
         lifespan=lifespan,
+        docs_url=None,  # served from installed assets instead of a CDN (heylook_core.openapi.install_docs)
+        redoc_url=None,
     )
     app.state.heylook = server
 
@@ -248,9 +250,10 @@ def create_app(server: Server) -> FastAPI:
     app.add_middleware(UnexpectedErrors)  # an escaped exception is a 500, never a reset connection
     app.add_middleware(Drain, server=server)  # outermost: counts requests in flight, refuses new ones while draining
     keyring_of(server)  # a broken api_key_file stops the server before it serves
-    from heylook_core.openapi import install
+    from heylook_core.openapi import install, install_docs
 
     install(app)  # the document as the server answers: heylook's error bodies and statuses, typed responses
+    install_docs(app)
     return app
 
 
