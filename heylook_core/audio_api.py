@@ -72,7 +72,7 @@ async def transcriptions(
     timestamp_granularities: list[Granularity] | None = Form(None, alias="timestamp_granularities[]"),
 ) -> Response:
     request = TranscriptionRequest(
-        model=model,
+        model=model or None,  # an empty form field is "not set"
         language=language or None,
         prompt=prompt or None,
         response_format=response_format,
@@ -94,7 +94,7 @@ async def translations(
 ) -> Response:
     """Speech in any language the model knows, transcribed into English."""
     request = TranscriptionRequest(
-        model=model,
+        model=model or None,  # an empty form field is "not set"
         prompt=prompt or None,
         response_format=response_format,
         temperature=temperature,

@@ -41,6 +41,12 @@ def test_audio_without_pyav_is_a_501_naming_the_extra(client: TestClient, no_pya
     assert "pip install 'heylook-core[audio]'" in error["message"]
 
 
+@pytest.mark.parametrize("route", ["/v1/audio/transcriptions", "/v1/audio/translations"])
+def test_an_empty_audio_model_field_is_the_default_model(client: TestClient, no_pyav: None, route: str) -> None:
+    response = client.post(route, files={"file": ("a.wav", WAV)}, data={"model": ""})
+    assert response.status_code == 501, response.text  # reached the decoder: the default model was used
+
+
 def _chat_only_plugin() -> types.ModuleType:
     from heylook_echo.provider import EchoProvider
 
