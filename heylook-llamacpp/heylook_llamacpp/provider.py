@@ -9,8 +9,8 @@ This module adds what heylook promises on top:
   that llama-cpp-python reuses from the previous request, and every sampled token (the end-of-generation token is
   not counted, as in llama-cpp-python's own non-streamed usage);
 * cancellation: the same wrapper ends generation at the next token once the client has gone;
-* stop sequences from the request, cut with the core's :class:`~heylook_core.StopMatcher` so the stop text is never
-  sent and ``finish_reason`` is ``stop``;
+* stop sequences are cut by the core's generation service, which ends generation here through ``cancel``; the
+  stop text is never sent and ``finish_reason`` is ``stop``;
 * ``response_format`` through GBNF grammars built from JSON schemas (cached per schema);
 * tools rendered by the model's own Jinja template (the GGUF's or the config's ``chat_template``), its calls read
   from the output by the core's parser (:mod:`heylook_core.toolcalls`, format detected from the template), and
@@ -35,7 +35,6 @@ from heylook_core import (
     BadRequestError,
     CancelToken,
     ProviderError,
-    StopMatcher,
     ThreadedProvider,
     TokenLogprob,
     TopLogprob,
@@ -340,17 +339,16 @@ class LlamaCppProvider(ThreadedProvider):
             return BadRequestError(f"model '{self.model_id}': {message}")
         return ProviderError(f"model '{self.model_id}': llama.cpp failed: {type(error).__name__}: {message}")
 
-    def _run(
-        self, chunks: Iterator[dict[str, Any]], stops: list[str], cancel: CancelToken, meter: _Meter, chat: bool
-    ) -> Iterator[Delta]:
-        """Turn llama-cpp-python chunks into deltas, cutting at the request's stop sequences."""
-        matcher = StopMatcher(stops) if stops else None
+    def _run(self, chunks: Iterator[dict[str, Any]], cancel: CancelToken, meter: _Meter, chat: bool) -> Iterator[Delta]:
+        """Turn llama-cpp-python chunks into deltas. Stop sequences are the core's: it cuts the text and, through
+        ``cancel``, ends generation here with the usage."""
         finish = "length"
         started: set[int] = set()
         try:
             for chunk in chunks:
-                if cancel.cancelled:
-                    return
+                if cancel.cancelled:  # the client went away, or the core reached a stop sequence
+                    finish = "stop"
+                    break
                 choice = chunk["choices"][0]
                 if chat:
                     delta = choice.get("delta") or {}
@@ -363,13 +361,6 @@ class LlamaCppProvider(ThreadedProvider):
                     logprobs = _completion_logprobs(choice.get("logprobs"))
                 if choice.get("finish_reason") is not None:
                     finish = choice["finish_reason"]
-                if matcher is not None and text:
-                    text, stopped = matcher.feed(text)
-                    if stopped:
-                        if text or logprobs:
-                            yield Delta(text=text, logprobs=logprobs)
-                        yield Delta(finish_reason="stop", usage=meter.usage())
-                        return
                 if text or tool_calls or logprobs:
                     yield Delta(
                         text=text, tool_calls=_plain(tool_calls, started) if tool_calls else None, logprobs=logprobs
@@ -381,10 +372,6 @@ class LlamaCppProvider(ThreadedProvider):
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
-        if matcher is not None:
-            held = matcher.flush()
-            if held:
-                yield Delta(text=held)
         yield Delta(finish_reason=finish, usage=meter.usage())
 
     # -- operations ------------------------------------------------------------------------------------------------
@@ -443,7 +430,7 @@ class LlamaCppProvider(ThreadedProvider):
         except (ValueError, RuntimeError) as error:
             self._meter = None
             raise self._engine_errors(error) from error
-        yield from self._run(iter(chunks), request.stop_list(), cancel, meter, chat=True)
+        yield from self._run(iter(chunks), cancel, meter, chat=True)
 
     def complete_sync(
         self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken
@@ -459,7 +446,7 @@ class LlamaCppProvider(ThreadedProvider):
         except (ValueError, RuntimeError) as error:
             self._meter = None
             raise self._engine_errors(error) from error
-        yield from self._run(iter(chunks), request.stop_list(), cancel, meter, chat=False)
+        yield from self._run(iter(chunks), cancel, meter, chat=False)
 
     def tokenize_sync(self, text: str, add_special_tokens: bool) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=True))

@@ -322,7 +322,6 @@ class TextEngine:
         seed(request)
         cache, rest = self._fetch_cache(tokens)
         reader = LogprobReader(self.tokenizer, top_logprobs) if logprobs else None
-        stopper = StopMatcher(request.stop_list())
         eos = self.tokenizer.eos_token_ids
         kwargs: dict[str, Any] = {
             "max_tokens": limit,
@@ -347,27 +346,20 @@ class TextEngine:
             for response in stream:
                 token = response.token
                 generated.append(token)
-                if cancel.cancelled:
-                    return
+                if cancel.cancelled:  # the client went away, or the core reached a stop sequence
+                    finish_reason = "stop"
+                    break
                 entries = None
                 if reader is not None and not (response.finish_reason == "stop" and token in eos):
                     entries = [reader.read(token, response.logprobs)]
                 if response.finish_reason is not None:
                     finish_reason = response.finish_reason
-                emit, stopped = stopper.feed(response.text)
-                if emit or entries:
-                    yield Delta(text=emit, logprobs=entries)
-                if stopped:
-                    finish_reason = "stop"
-                    break
-            else:
-                tail = stopper.flush()
-                if tail:
-                    yield Delta(text=tail)
+                if response.text or entries:
+                    yield Delta(text=response.text, logprobs=entries)
         finally:
             stream.close()
             self._store_cache(cache, tokens + generated)
-            if cancel.cancelled:
+            if cancel.gone:
                 logger.info("model '%s': request cancelled after %d tokens", self.model_id, len(generated))
         completion = len(generated) - (1 if generated and generated[-1] in eos else 0)
         usage = Usage(

@@ -18,7 +18,7 @@ from mlx_vlm import load as vlm_load
 from mlx_vlm.generate import stream_generate
 from PIL import Image, UnidentifiedImageError
 
-from heylook_core import BadRequestError, CancelToken, StopMatcher, Usage
+from heylook_core import BadRequestError, CancelToken, Usage
 from heylook_core.types import ChatMessage, ChatRequest, Delta, ImagePart, TextPart
 from heylook_mlx.plugin import MLXConfig
 from heylook_mlx.sampling import logit_bias_for
@@ -121,28 +121,20 @@ class VisionEngine:
                 kv_group_size=self.config.kv_group_size,
                 quantized_kv_start=self.config.quantized_kv_start,
             )
-        stopper = StopMatcher(request.stop_list())
         finish_reason = "length"
         prompt_tokens = completion_tokens = 0
         stream = stream_generate(self.model, self.processor, prompt, image=images or None, **kwargs)
         try:
             for result in stream:
-                if cancel.cancelled:
-                    return
+                if cancel.cancelled:  # the client went away, or the core reached a stop sequence
+                    finish_reason = "stop"
+                    break
                 prompt_tokens = result.prompt_tokens or prompt_tokens
                 completion_tokens = result.generation_tokens or completion_tokens
                 if result.finish_reason is not None:
                     finish_reason = result.finish_reason
-                emit, stopped = stopper.feed(result.text)
-                if emit:
-                    yield Delta(text=emit)
-                if stopped:
-                    finish_reason = "stop"
-                    break
-            else:
-                tail = stopper.flush()
-                if tail:
-                    yield Delta(text=tail)
+                if result.text:
+                    yield Delta(text=result.text)
         finally:
             stream.close()
         yield Delta(
