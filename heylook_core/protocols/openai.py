@@ -82,9 +82,13 @@ async def chat_completions_multipart(
     try:
         body = ChatRequest.model_validate_json(request)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "request"
-        raise BadRequestError(f"request.{where}: {first['msg']}", param=f"request.{where}") from None
+        from fastapi.exceptions import RequestValidationError
+
+        from heylook_core.app import _validation_message
+
+        message, param = _validation_message(RequestValidationError(error.errors()))
+        where = f"request.{param}" if param else "request"
+        raise BadRequestError(f"request.{message}" if param else f"request: {message}", param=where) from None
     await attach_uploads(body, images)
     return await _chat(body, http)
 

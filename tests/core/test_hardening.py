@@ -177,6 +177,13 @@ def test_validator_messages_name_their_param_without_pydantic_prefix(client: Tes
     assert "Value error" not in error["message"]
 
 
+def test_multipart_validation_messages_name_their_param(client: TestClient) -> None:
+    body = '{"messages": [{"role": "user", "content": "a"}], "top_logprobs": 2}'
+    error = error_of(client.post("/v1/chat/completions/multipart", files={"request": (None, body)}))
+    assert error["param"] == "request.top_logprobs", error
+    assert error["message"] == "request.top_logprobs needs logprobs = true"
+
+
 @pytest.mark.parametrize("path", ["/v1/models", "/v1/models/echo-small", "/health", "/api/tags", "/openapi.json"])
 def test_head_on_get_routes(client: TestClient, path: str) -> None:
     get = client.get(path)
