@@ -32,6 +32,7 @@ def test_the_installed_distribution_is_under_test() -> None:
         pytest.skip("checked in the tox envs, which install the distributions")
     root = Path(__file__).resolve().parents[2]
     imported = Path(heylook_core.__file__).resolve()
-    assert not imported.is_relative_to(root), f"heylook_core was imported from the source tree: {imported}"
+    source = root / "heylook_core"
+    assert not imported.is_relative_to(source), f"heylook_core was imported from the source tree: {imported}"
     assert imported.is_relative_to(Path(sysconfig.get_paths()["purelib"]).resolve())
     assert heylook_core.__version__ == metadata.version("heylook-core")
