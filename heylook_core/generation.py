@@ -67,6 +67,8 @@ class ThinkSplitter:
 
     def feed(self, text: str) -> tuple[str, str]:
         """Return ``(content, reasoning)`` that can be sent now."""
+        if not self._held and (self.close if self.inside else self.open)[0] not in text:
+            return ("", text) if self.inside else (text, "")  # the per-token path: no tag can start in this text
         buffer = self._held + text
         self._held = ""
         content: list[str] = []
