@@ -51,9 +51,24 @@ def test_the_document_has_heylooks_statuses_and_typed_responses() -> None:
         assert bad == {"$ref": f"#/components/schemas/{name}"}
 
 
+try:  # with the core alone (no [audio] extra), the audio routes answer 501 naming the extra: by design, not a fault
+    import av  # noqa: F401
+
+    AUDIO_DECODER = True
+except ImportError:
+    AUDIO_DECODER = False
+
+
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors_and_responses_conform(case: schemathesis.Case) -> None:
+    if not AUDIO_DECODER and case.path.startswith("/v1/audio/"):
+        response = case.call_and_validate(checks=[c for c in CHECKS if c is not not_a_server_error])
+        if response.status_code >= 500:
+            assert response.status_code == 501, response.text
+            assert response.json()["error"]["code"] == "audio_decoder_missing"
+            assert "heylook-core[audio]" in response.json()["error"]["message"]
+        return
     response = case.call_and_validate(checks=CHECKS)
     if response.status_code >= 400:
         body = response.json()
