@@ -457,8 +457,10 @@ model_path = "{tmp_path}"
     ), doctor.stdout
     assert 'fix: on this host use heylook-faster-whisper (provider = "faster_whisper")' in doctor.stdout
     clip = ("a.wav", wav_bytes(noise_bursts([(0.2, 1.0)], 2.0)))
-    with serve(config, env=env) as process:
-        client = openai.OpenAI(base_url=process.base_url, api_key="unused", max_retries=0)
+    with (
+        serve(config, env=env) as process,
+        openai.OpenAI(base_url=process.base_url, api_key="unused", max_retries=0) as client,
+    ):
         with pytest.raises(openai.APIStatusError) as caught:
             client.audio.transcriptions.create(model="coreml", file=clip)
         assert caught.value.status_code == 503
@@ -520,8 +522,10 @@ model_path = "{stub[0]}"
 compute_units = "cpu_only"
 """,
     )
-    with serve(config, env={"HEYLOOK_LOAD_PLUGINS": "coreml_stt"}) as process:
-        client = openai.OpenAI(base_url=process.base_url, api_key="unused", max_retries=0)
+    with (
+        serve(config, env={"HEYLOOK_LOAD_PLUGINS": "coreml_stt"}) as process,
+        openai.OpenAI(base_url=process.base_url, api_key="unused", max_retries=0) as client,
+    ):
         clip = ("a.wav", wav_bytes(noise_bursts([(0.5, 2.0)], 40.0)))
         result = client.audio.transcriptions.create(model="coreml", file=clip, response_format="verbose_json")
         assert result.duration == pytest.approx(40.0, abs=0.01)

@@ -60,7 +60,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
     with serve(config, args=["--model-id", "whisper"], timeout=120) as process:
         client = openai.OpenAI(base_url=process.base_url, api_key="unused", max_retries=0, timeout=300)
         client.process = process  # type: ignore[attr-defined]  # for tests that read the server log
-        yield client
+        with client:
+            yield client
 
 
 def words_of(text: str) -> str:
