@@ -150,6 +150,7 @@ class ServerSettings(_Strict):
         default=30.0, ge=0, description="on SIGTERM, how long requests in flight may take to finish"
     )
     max_image_pixels: int = Field(default=50_000_000, ge=1, description="larger images (width x height) get 400")
+    access_log: bool = Field(default=True, description="one log line per request: method, path, status, time, tokens")
 
     @field_validator("api_keys")
     @classmethod

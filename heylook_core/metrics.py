@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from heylook_core.accesslog import note_generation
 from heylook_core.keys import observe_tokens
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
     from heylook_core.plugins import PluginHost
     from heylook_core.router import Router
-    from heylook_core.types import Delta
+    from heylook_core.types import Delta, Usage
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 UNMATCHED = "unmatched"
@@ -220,6 +221,7 @@ class Metrics:
         first: float | None = None
         finished = False
         outcome = "cancelled"  # a consumer that stops reading (a client gone) ends here without a last event
+        usage: Usage | None = None
         try:
             async for delta in deltas:
                 if first is None and (delta.text or delta.reasoning or delta.tool_calls):
@@ -244,6 +246,7 @@ class Metrics:
                 outcome = "cancelled" if isinstance(error, (GeneratorExit, asyncio.CancelledError)) else "error"
             raise
         finally:
+            note_generation(model, usage, outcome)
             self.generations.labels(model, outcome if outcome in _OUTCOMES else "other").inc()
             self.duration.labels(model).observe(time.perf_counter() - started)
 
