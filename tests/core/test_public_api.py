@@ -36,3 +36,17 @@ def test_the_installed_distribution_is_under_test() -> None:
     assert not imported.is_relative_to(source), f"heylook_core was imported from the source tree: {imported}"
     assert imported.is_relative_to(Path(sysconfig.get_paths()["purelib"]).resolve())
     assert heylook_core.__version__ == metadata.version("heylook-core")
+
+
+def test_the_installed_distributions_are_typed() -> None:
+    """heylook-core and the echo plugin ship py.typed (PEP 561), so a plugin author's type checker reads their hints."""
+    import os
+    from importlib import metadata
+
+    import pytest
+
+    if "TOX_ENV_NAME" not in os.environ:
+        pytest.skip("checked in the tox envs, which install the distributions")
+    for dist, package in (("heylook-core", "heylook_core"), ("heylook-echo", "heylook_echo")):
+        files = {str(path) for path in metadata.files(dist) or []}
+        assert f"{package}/py.typed" in files, dist
