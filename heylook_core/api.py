@@ -26,7 +26,8 @@ v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
 
 def server_of(request: Request) -> Server:
-    return request.app.state.heylook
+    server: Server = request.app.state.heylook
+    return server
 
 
 @v1.post("/embeddings")

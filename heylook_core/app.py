@@ -286,7 +286,8 @@ def _ops_routes() -> APIRouter:
 
     @ops.get("/-/plugins", dependencies=[Depends(require_api_key)])
     async def plugins(request: Request) -> dict[str, Any]:
-        return request.app.state.heylook.host.report()
+        server: Server = request.app.state.heylook
+        return server.host.report()
 
     @ops.get("/metrics", response_class=Response, dependencies=[Depends(require_api_key)])
     async def metrics(request: Request) -> Response:

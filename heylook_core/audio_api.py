@@ -18,12 +18,11 @@ from heylook_core.audio import decode_audio, format_transcription
 from heylook_core.errors import UnsupportedError
 from heylook_core.providers import Capability
 from heylook_core.security import require_api_key
-from heylook_core.types import MAX_MODEL_NAME, TranscriptionRequest
+from heylook_core.types import MAX_MODEL_NAME, Granularity, TranscriptionRequest
 
 audio_router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
-Granularity = Literal["segment", "word"]
 
 
 async def _transcribe(

@@ -10,13 +10,17 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from heylook_core.errors import ConfigError, PluginLoadError
+
+if TYPE_CHECKING:
+    from heylook_core.plugins import PluginHost
 
 logger = logging.getLogger("heylook_core")
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, object]:
+def build_parser() -> tuple[argparse.ArgumentParser, PluginHost]:
     from heylook_core import __version__
     from heylook_core.plugins import PluginHost
 
@@ -48,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging("error")
         logger.error("%s", error)
         return 2
-    names = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    names = {
+        name for action in parser._actions if isinstance(action, argparse._SubParsersAction) for name in action.choices
+    }
     # global options come first; the next word is the command, and without one we serve
     index = 0
     while index < len(args_list) and (args_list[index] == "--log-level" or args_list[index].startswith("--log-level=")):

@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from heylook_core.hookspecs import hookimpl
 
@@ -23,7 +23,7 @@ def _out(text: str = "") -> None:
 
 
 @hookimpl
-def register_commands(cli: argparse._SubParsersAction) -> None:
+def register_commands(cli: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = cli.add_parser("serve", help="start the server (the default command)")
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
@@ -68,7 +68,7 @@ def serve_command(args: argparse.Namespace) -> int:
         keys = parse_keys(args.api_key, "--api-key")
         if settings.api_keys:
             logger.warning("--api-key replaces the %d configured API key(s)", len(settings.api_keys))
-        settings.api_keys = keys
+        settings.api_keys = [*keys]
     settings.host = args.host or settings.host  # the Host check accepts the bind address
     host = settings.host
     port = settings.port if args.port is None else args.port
@@ -155,7 +155,7 @@ def models_command(args: argparse.Namespace) -> int:
         for entry in host.offered_models:
             if entry.id not in configured:
                 rows.append((configure_model(entry, host.providers, "plugins", failed), "offered (not served)"))
-    data = [
+    data: list[dict[str, Any]] = [
         {
             "id": model.id,
             "provider": model.entry.provider,

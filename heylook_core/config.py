@@ -266,7 +266,8 @@ def _describe(
     path: Path | str, error: ValidationError, data: dict[str, Any], providers: dict[str, ProviderSpec]
 ) -> str:
     lines = [f"{path}: invalid configuration"]
-    models = data.get("models") if isinstance(data.get("models"), list) else []
+    listed = data.get("models")
+    models: list[Any] = listed if isinstance(listed, list) else []
     for item in error.errors():
         loc = list(item["loc"])
         where = ".".join(str(part) for part in loc)
@@ -390,7 +391,7 @@ def load_settings(
             logger.warning(
                 "HEYLOOK_API_KEY replaces the %d API key(s) of [server] api_keys in %s", len(server.api_keys), source
             )
-        server.api_keys = keys
+        server.api_keys = [*keys]
     env_admin = os.environ.get("HEYLOOK_ADMIN_KEY")
     if env_admin:
         if not env_admin.strip():

@@ -53,5 +53,5 @@ def register_routes(router: APIRouter) -> None:
 
 
 @hookspec
-def register_commands(cli: argparse._SubParsersAction) -> None:
+def register_commands(cli: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``heylookllm`` subcommands: ``cli.add_parser(name)``, then ``set_defaults(handler=fn)``."""

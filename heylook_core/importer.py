@@ -15,6 +15,7 @@ validated with :func:`heylook_core.config.load_settings` before it is written, a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -455,7 +456,7 @@ def write_atomic(text: str, target: Path) -> Path | None:
 # ---------------------------------------------------------------- the command
 
 
-def register(cli: argparse._SubParsersAction) -> None:
+def register(cli: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = cli.add_parser(
         "import", help="find GGUF, MLX and speech models in folders and the Hugging Face cache; write models.toml"
     )
@@ -494,7 +495,7 @@ def _scans(args: argparse.Namespace) -> Iterator[Scan]:
         path = Path(folder).expanduser()
         if not path.is_dir():
             raise ConfigError(f"--folder {folder}: not a folder")
-        yield Scan(str(path), lambda path=path: scan_folder(path.resolve()))
+        yield Scan(str(path), functools.partial(scan_folder, path.resolve()))
     if args.hf_cache:
         cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
         yield Scan(cache or "the Hugging Face cache", lambda: scan_hf_cache(Path(cache) if cache else None))

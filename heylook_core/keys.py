@@ -133,8 +133,8 @@ class KeyRing:
             path = Path(settings.api_key_file).expanduser()
             if not path.is_absolute() and base is not None:
                 path = base / path
-            for name, key in read_key_file(path):
-                keys.append(KeyState(name, key.encode("utf-8")))
+            for name, secret in read_key_file(path):
+                keys.append(KeyState(name, secret.encode("utf-8")))
         names = [key.name for key in keys]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -144,7 +144,7 @@ class KeyRing:
             for key in keys:
                 if key.name in old:
                     key.requests, key.tokens = old[key.name].requests, old[key.name].tokens
-        self.keys = keys
+        self.keys: list[KeyState] = keys
 
     def names(self) -> list[str]:
         return [key.name for key in self.keys]

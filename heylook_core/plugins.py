@@ -360,7 +360,7 @@ class PluginHost:
     def register_routes(self, router: APIRouter) -> None:
         self.pm.hook.register_routes(router=router)
 
-    def register_commands(self, cli: argparse._SubParsersAction) -> None:
+    def register_commands(self, cli: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
             try:
                 impl.function(**_kwargs(impl, cli=cli))

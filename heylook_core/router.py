@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -240,7 +241,7 @@ class Router:
                     loading = asyncio.ensure_future(provider.load())
                     done, _ = await asyncio.wait({loading}, timeout=timeout)
                     if not done:
-                        loading.add_done_callback(lambda task, p=provider: _late_load(slot.id, p, task))
+                        loading.add_done_callback(functools.partial(_late_load, slot.id, provider))
                         raise _LoadStalled(f"it did not finish loading within {timeout:g} s (load_timeout_s)")
                     loading.result()
                 except Exception as error:

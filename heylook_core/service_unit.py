@@ -170,7 +170,7 @@ def _require_manager(target: Target) -> None:
 # ---------------------------------------------------------------- commands
 
 
-def register(cli: argparse._SubParsersAction) -> None:
+def register(cli: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = cli.add_parser("service", help="run the server in the background (systemd user unit, launchd agent)")
     actions = parser.add_subparsers(dest="service_action", metavar="ACTION", required=True)
     install = actions.add_parser("install", help="write the unit (and enable and start it where the manager runs)")

@@ -18,7 +18,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +102,13 @@ def serve(app: Any, server: Server, sockets: Sequence[tuple[socket.socket, bool]
     """Serve ``app`` on ``sockets`` (each with whether it runs the app's lifespan: only the first does)."""
     import uvicorn
 
+    class _Listener(uvicorn.Server):
+        # uvicorn's own handlers would stop at once on the first signal (and raise it again afterwards);
+        # ours drain first
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     grace = server.settings.server.shutdown_grace_s
     servers: list[uvicorn.Server] = []
     for _, lifespan in sockets:
@@ -112,7 +119,7 @@ def serve(app: Any, server: Server, sockets: Sequence[tuple[socket.socket, bool]
             lifespan="on" if lifespan else "off",
             timeout_graceful_shutdown=5,
         )
-        servers.append(uvicorn.Server(config))
+        servers.append(_Listener(config))
     main = servers[0]
     state: dict[str, Any] = {"signals": 0}
 
@@ -165,7 +172,4 @@ def serve(app: Any, server: Server, sockets: Sequence[tuple[socket.socket, bool]
                 logger.error("a listener stopped with %s: %s", type(error).__name__, error)
         return 1 if failed or not main.started else 0
 
-    # uvicorn's own handlers would stop at once on the first signal (and raise it again afterwards); ours drain first
-    for each in servers:
-        each.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     return asyncio.run(run())

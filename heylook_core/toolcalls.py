@@ -1020,16 +1020,19 @@ class ToolCallParser:
     __slots__ = ("format", "_sink", "_reader", "_finished")
 
     def __init__(self, fmt: str | TaggedFormat, *, parallel: bool = True) -> None:
+        spec: TaggedFormat | str
         if isinstance(fmt, TaggedFormat):
             name, spec = fmt.name, fmt
         else:
-            name = canonical(fmt)
-            if name is None:
+            known = canonical(fmt)
+            if known is None:
                 raise ValueError(f"unknown tool_parser {fmt!r} (known: {', '.join(format_names())})")
-            spec = FORMATS[name]
+            name, spec = known, FORMATS[known]
         self.format = name
         self._sink = _Sink(parallel)
-        self._reader: Any = _HarmonyParser(self._sink) if spec == "harmony" else _TaggedParser(spec, self._sink)  # type: ignore[arg-type]
+        self._reader: _HarmonyParser | _TaggedParser = (
+            _TaggedParser(spec, self._sink) if isinstance(spec, TaggedFormat) else _HarmonyParser(self._sink)
+        )
         self._finished = False
 
     @property

@@ -79,9 +79,7 @@ class ImagePart(_Strict):
 
 ContentPart = TextPart | ImagePart
 PART_TYPES = ("text", "image_url")
-_PARTS: TypeAdapter[list[ContentPart]] = TypeAdapter(
-    list[Annotated[ContentPart, Field(discriminator="type")]]  # type: ignore[arg-type]
-)
+_PARTS: TypeAdapter[list[ContentPart]] = TypeAdapter(list[Annotated[ContentPart, Field(discriminator="type")]])
 _PART_HINTS = {
     "file": "send documents as text",
     "input_audio": "transcribe audio with /v1/audio/transcriptions first",
@@ -372,9 +370,13 @@ class EmbeddingRequest(_Strict):
         value = self.input
         if isinstance(value, str):
             return [value]
-        if value and all(isinstance(item, int) for item in value):
-            return [list(value)]  # type: ignore[list-item]
-        return list(value)  # type: ignore[arg-type]
+        ids = [item for item in value if isinstance(item, int)]
+        if value and len(ids) == len(value):
+            return [ids]
+        texts = [item for item in value if isinstance(item, str)]
+        if len(texts) == len(value):
+            return texts
+        return [list(item) for item in value if isinstance(item, list)]
 
     @model_validator(mode="after")
     def _not_empty(self) -> EmbeddingRequest:
@@ -416,6 +418,13 @@ class TokenizeRequest(_Strict):
     add_special_tokens: bool = True
 
 
+Granularity = Literal["segment", "word"]
+
+
+def _segments_only() -> list[Granularity]:
+    return ["segment"]
+
+
 class TranscriptionRequest(BaseModel):
     """The parameters of ``POST /v1/audio/transcriptions`` (the audio itself arrives as :class:`AudioInput`)."""
 
@@ -426,7 +435,7 @@ class TranscriptionRequest(BaseModel):
     prompt: str | None = None
     response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] = "json"
     temperature: float | None = Field(default=None, ge=0.0, le=1.0)
-    timestamp_granularities: list[Literal["segment", "word"]] = Field(default_factory=lambda: ["segment"])
+    timestamp_granularities: list[Granularity] = Field(default_factory=_segments_only)
     task: Literal["transcribe", "translate"] = "transcribe"
 
 

@@ -632,7 +632,12 @@ class MessageBuilder:
         function = fragment.get("function") or {}
         index = self.calls.get(position)
         if index is None:
-            block = {"type": "tool_use", "id": _new_id("toolu"), "name": function.get("name") or "", "input": {}}
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": _new_id("toolu"),
+                "name": function.get("name") or "",
+                "input": {},
+            }
             out += self._open(block)
             index = len(self.content) - 1
             self.calls[position] = index

@@ -24,9 +24,9 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -140,7 +140,7 @@ def _validation_message(errors: list[Any]) -> str:
 class OllamaRoute(APIRoute):
     """Routes that answer every error in Ollama's shape, ``{"error": "..."}``, with the fitting status."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
@@ -561,8 +561,9 @@ def _messages(messages: list[OllamaMessage]) -> list[dict[str, Any]]:
                     )
                 item["tool_calls"] = calls
         elif message.role == "tool":
-            call_id = message.tool_call_id
-            if call_id is None:
+            if message.tool_call_id is not None:
+                call_id = message.tool_call_id
+            else:
                 match = next((p for p in pending if message.tool_name and p[1] == message.tool_name), None)
                 match = match or (pending[0] if pending else None)
                 call_id = match[0] if match else f"call_{index}"
@@ -591,7 +592,10 @@ def _common(body: _Generating, model: str | None) -> dict[str, Any]:
     return data
 
 
-def _validated(kind: type[ChatRequest] | type[CompletionRequest], data: dict[str, Any]) -> Any:
+_Request = TypeVar("_Request", ChatRequest, CompletionRequest)
+
+
+def _validated(kind: type[_Request], data: dict[str, Any]) -> _Request:
     try:
         return kind.model_validate(data)
     except ValidationError as error:
@@ -1179,7 +1183,7 @@ def _answer_other_methods() -> None:
     served: dict[str, set[str]] = {}
     for route in router.routes:
         if isinstance(route, APIRoute):
-            served.setdefault(route.path, set()).update(route.methods)
+            served.setdefault(route.path, set()).update(route.methods or ())
     for path, methods in served.items():
         others = [method for method in _METHODS if method not in methods]
         router.add_api_route(path, _not_allowed(sorted(methods)), methods=others, include_in_schema=False)

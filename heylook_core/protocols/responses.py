@@ -310,7 +310,7 @@ def to_chat_request(body: ResponsesRequest, context: list[dict[str, Any]], own: 
         else:
             if text_format.schema_ is None:
                 raise BadRequestError("text.format of type 'json_schema' needs a schema", param="text.format.schema")
-            schema = {"name": text_format.name or "response", "schema": text_format.schema_}
+            schema: dict[str, Any] = {"name": text_format.name or "response", "schema": text_format.schema_}
             if text_format.strict is not None:
                 schema["strict"] = text_format.strict
             if text_format.description:
@@ -466,8 +466,14 @@ class ResponseBuilder:
         out = b""
         if delta.reasoning:
             if self.current is None or self.current["type"] != "reasoning":
-                item = {"id": _new_id("rs"), "type": "reasoning", "summary": [], "content": [], "status": "in_progress"}
-                out += self._open(item, {"type": "reasoning_text", "text": ""})
+                opened: dict[str, Any] = {
+                    "id": _new_id("rs"),
+                    "type": "reasoning",
+                    "summary": [],
+                    "content": [],
+                    "status": "in_progress",
+                }
+                out += self._open(opened, {"type": "reasoning_text", "text": ""})
             item = self.current
             assert item is not None
             item["content"][0]["text"] += delta.reasoning
@@ -481,14 +487,14 @@ class ResponseBuilder:
             )
         if delta.text or delta.logprobs:
             if self.current is None or self.current["type"] != "message":
-                item = {
+                opened = {
                     "id": _new_id("msg"),
                     "type": "message",
                     "role": "assistant",
                     "status": "in_progress",
                     "content": [],
                 }
-                out += self._open(item, {"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+                out += self._open(opened, {"type": "output_text", "text": "", "annotations": [], "logprobs": []})
             item = self.current
             assert item is not None
             part = item["content"][0]
