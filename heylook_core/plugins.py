@@ -1,14 +1,25 @@
-"""Plugin discovery and isolation.
+"""Plugin discovery, isolation and hook calls.
 
 Plugins are distributions that declare an entry point in the ``heylook`` group; the entry point names a module
-(or object) whose functions carry ``@hookimpl``. :class:`PluginHost` loads them one at a time so that a plugin
-whose import or registration raises is unregistered and recorded as failed while the rest load; in strict mode
-(``HEYLOOK_STRICT_PLUGINS=1``) that is a startup error instead. Environment knobs:
+(or object) whose functions carry ``@hookimpl``. :class:`PluginHost` loads them one at a time: a plugin whose import,
+or registration raises is recorded as failed and blocked (``pm.set_blocked``) while the rest load;
+in strict mode (``HEYLOOK_STRICT_PLUGINS=1``) that is a startup error instead.
+
+Every hook is called by pluggy, through ``pm.hook``: arguments by name, call order (``tryfirst`` / ``trylast``),
+hook wrappers (``wrapper=True``) and ``firstresult`` hooks are pluggy's. The registration hooks
+(``register_providers``, ``register_models``) run as each plugin registers, and ``startup`` / ``shutdown`` one
+plugin at a time, each through a hook caller that holds that plugin alone (``pm.subset_hook_caller``): what they
+register and whether they started belongs to that plugin. The other hooks are one call for every plugin
+(:meth:`PluginHost.call`); a plugin that raises in one is named (the innermost of its hook implementations in the
+traceback), blocked and recorded as failed, and the plugins that had not run yet are called through a subset hook
+caller without it. ``wrap_generation`` fails that request instead (closed), naming the plugin.
+
+Environment knobs:
 
 * ``HEYLOOK_LOAD_PLUGINS``: comma-separated entry-point names to load (set but empty: load none);
-* ``HEYLOOK_DISABLE_PLUGINS``: names to skip;
+* ``HEYLOOK_DISABLE_PLUGINS``: names to skip (blocked, never imported);
 * ``HEYLOOK_STRICT_PLUGINS=1``: fail on any plugin error;
-* ``HEYLOOK_TRACE_PLUGINS=1``: log every hook call at debug level.
+* ``HEYLOOK_TRACE_PLUGINS=1``: pluggy's trace of every hook call (arguments and results), logged at debug level.
 
 Loading imports plugin modules only; providers import their engines when a model loads.
 """
@@ -22,9 +33,10 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -81,6 +93,10 @@ class PluginRecord:
         return self.module
 
 
+class _ProviderClash(PluginLoadError):
+    """Two plugins register one provider name: it stops a server whether or not strict mode is on."""
+
+
 def _env_list(name: str) -> set[str] | None:
     value = os.environ.get(name)
     if value is None:
@@ -103,7 +119,7 @@ def python_environment() -> dict[str, str]:
 
 
 class PluginHost:
-    """Loads plugins, keeps their records, and calls their hooks with each plugin isolated."""
+    """Loads plugins, keeps their records, and calls their hooks through pluggy with each plugin isolated."""
 
     def __init__(
         self,
@@ -129,7 +145,7 @@ class PluginHost:
         self._disable = disable if disable is not None else (_env_list("HEYLOOK_DISABLE_PLUGINS") or set())
         self.strict = strict if strict is not None else _env_flag("HEYLOOK_STRICT_PLUGINS")
         if trace if trace is not None else _env_flag("HEYLOOK_TRACE_PLUGINS"):
-            self.pm.trace.root.setwriter(logger.debug)
+            self.pm.trace.root.setwriter(_trace_writer)
             self.pm.enable_tracing()
         self._started: list[str] = []
         self._defer_fatal = defer_fatal
@@ -150,6 +166,7 @@ class PluginHost:
                     self.records[ep.name] = PluginRecord(
                         ep.name, ep.value, *record_dist, status="disabled", error="not selected by environment"
                     )
+                    self.pm.set_blocked(ep.name)
                     continue
                 self._load_one(ep.name, ep.value, ep.load, dist=record_dist)
         for name, plugin in self._extra:
@@ -226,17 +243,18 @@ class PluginHost:
         plugin: object | None = None
         try:
             plugin = loader()
-            if self.pm.is_registered(plugin) or self.pm.get_plugin(name) is not None:
+            if self.pm.is_registered(plugin) or self.pm.has_plugin(name) or self.pm.is_blocked(name):
                 raise PluginLoadError(f"plugin '{name}' is registered twice")
             self.pm.register(plugin, name=name)
             record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
-            unknown = [caller.name for caller in self.pm.get_hookcallers(plugin) or [] if caller.spec is None]
-            if unknown:
-                raise PluginLoadError(f"plugin '{name}' implements unknown hooks: {', '.join(sorted(unknown))}")
+            try:
+                self.pm.check_pending()  # unknown hook names are errors, unless marked optionalhook
+            except pluggy.PluginValidationError as error:
+                raise PluginLoadError(_unknown_hooks(self.pm, name, plugin) or str(error)) from error
             self._hooks_without_marker(plugin, record)
             self._register_from(name, plugin, record)
-        except PluginLoadError as error:
-            self._fail(record, plugin, error, fatal="provider name" in str(error))
+        except _ProviderClash as error:
+            self._fail(record, plugin, error, fatal=True)
         except Exception as error:  # any error from a third-party plugin is isolated
             self._fail(record, plugin, error)
         finally:
@@ -246,7 +264,9 @@ class PluginHost:
         record.status = "failed"
         record.error = f"{type(error).__name__}: {error}"
         record.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        if plugin is not None and self.pm.is_registered(plugin):
+        if self.pm.get_plugin(record.name) in (None, plugin):  # never block another plugin that holds the name
+            self.pm.set_blocked(record.name)
+        elif plugin is not None and self.pm.is_registered(plugin):
             self.pm.unregister(plugin)
         for provider in record.providers:
             self.providers.pop(provider, None)
@@ -269,7 +289,7 @@ class PluginHost:
             existing = self.providers.get(spec.name)
             if existing is not None:
                 first = self.records.get(existing.plugin or "")
-                raise PluginLoadError(
+                raise _ProviderClash(
                     f"provider name '{spec.name}' is registered by both plugin '{existing.plugin}' "
                     f"({first.origin if first else existing.plugin}) and plugin '{name}' ({record.origin}); "
                     "disable one of them with HEYLOOK_DISABLE_PLUGINS"
@@ -284,91 +304,133 @@ class PluginHost:
             self._offered_by[id(model)] = name
             record.models.append(model.id)
 
-        for impl in self.pm.hook.register_providers.get_hookimpls():
-            if impl.plugin is plugin:
-                impl.function(**_kwargs(impl, register=register_provider))
-        for impl in self.pm.hook.register_models.get_hookimpls():
-            if impl.plugin is plugin:
-                impl.function(**_kwargs(impl, register=register_model))
+        self._alone("register_providers", plugin)(register=register_provider)
+        self._alone("register_models", plugin)(register=register_model)
 
     # -- hooks -----------------------------------------------------------------------------------------------------
+
+    def _alone(self, hook: str, plugin: object) -> pluggy.HookCaller:
+        """``hook`` as pluggy calls it with ``plugin``'s implementations only."""
+        return self.pm.subset_hook_caller(hook, [other for other in self.pm.get_plugins() if other is not plugin])
+
+    def _in_call_order(self, hook: str) -> list[str]:
+        """The plugins implementing ``hook``, in pluggy's call order (the most recently registered first)."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        return list(dict.fromkeys(impl.plugin_name for impl in reversed(caller.get_hookimpls())))
+
+    def call(self, hook: str, /, **kwargs: Any) -> Any:
+        """Call ``hook`` through pluggy for every plugin and return what pluggy returns (a list of results, or the
+        first result of a ``firstresult`` hook). A plugin that raises is named, blocked and recorded as failed, and
+        the hook is called again, through a subset hook caller, for the plugins that had not run yet."""
+        return self._call(hook, kwargs)
+
+    def _call(self, hook: str, kwargs: dict[str, Any], *, defer: bool = False) -> Any:
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        ran: list[object] = []  # plugins whose implementation already ran in this call: not called again
+        while True:
+            try:
+                return caller(**kwargs)
+            except Exception as error:
+                impls = caller.get_hookimpls()
+                culprit = _culprit(error, impls)
+                if culprit is None:  # not raised by a plugin's code (a wrong argument): the host's bug
+                    raise
+                self._turn_off(culprit.plugin_name, hook, error, defer=defer)
+                if culprit.wrapper or culprit.hookwrapper:
+                    # a hook wrapper failed around the others: whether they ran is unknown, so none runs twice
+                    return None if caller.spec is not None and caller.spec.opts.get("firstresult") else []
+                plain = [impl for impl in reversed(impls) if not (impl.wrapper or impl.hookwrapper)]
+                ran += [impl.plugin for impl in plain[: plain.index(culprit)]]
+                caller = self.pm.subset_hook_caller(hook, ran)
+
+    def _turn_off(self, name: str, hook: str, error: BaseException, *, defer: bool = False) -> None:
+        """A plugin raised in ``hook``: record it as failed and block it, so that none of its hooks runs again."""
+        record = self.records.get(name) or PluginRecord(name, name)
+        self.records[name] = record
+        record.status, record.error = "failed", f"{hook}: {type(error).__name__}: {error}"
+        record.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.pm.set_blocked(name)
+        message = f"plugin '{name}' ({record.origin}) raised in its {hook} hook: {type(error).__name__}: {error}"
+        logger.debug("plugin '%s' raised in %s", name, hook, exc_info=error)
+        if self.strict:
+            message += " (HEYLOOK_STRICT_PLUGINS is set)"
+            if not defer:
+                raise PluginLoadError(message) from error
+            self._stop(message, error)
+        logger.error("%s; its hooks are turned off, the other plugins go on", message)
 
     def failed(self) -> list[PluginRecord]:
         return [r for r in self.records.values() if r.status == "failed"]
 
     def wrappers(self, request: Any, context: GenerationContext) -> list[tuple[str, Wrapper]]:
-        """Each plugin's wrapper for this generation, in hook call order (the first is outermost)."""
-        result: list[tuple[str, Wrapper]] = []
-        for impl in reversed(self.pm.hook.wrap_generation.get_hookimpls()):
-            try:
-                wrapper = impl.function(**_kwargs(impl, request=request, context=context))
-            except HeylookError:
-                raise
-            except Exception as error:  # the hook itself, not its wrapper, raised: attribute it the same way
-                record = self.records.get(impl.plugin_name)
-                origin = f" from {record.distribution} {record.version}" if record and record.distribution else ""
-                logger.error(
-                    "plugin '%s'%s: its wrap_generation hook raised serving model '%s': %s: %s",
-                    impl.plugin_name,
-                    origin,
-                    context.model_id,
-                    type(error).__name__,
-                    error,
-                    exc_info=error,
-                )
-                raise PluginError(impl.plugin_name, error, model_id=context.model_id) from error
-            if wrapper is not None:
-                result.append((impl.plugin_name, wrapper))
-        return result
+        """Each plugin's wrapper for this generation, as pluggy's call returns them (the first is outermost; a hook
+        wrapper may reshape the list), each named by the plugin it came from (:func:`_owners`). A plugin whose hook
+        raises fails this request (closed), named; it is not turned off, so a policy plugin's error never lets a
+        request past it."""
+        caller = self.pm.hook.wrap_generation
+        try:
+            made: list[Wrapper] = caller(request=request, context=context)
+        except HeylookError:
+            raise
+        except Exception as error:  # the hook itself, not its wrapper, raised: attribute it the same way
+            impls = caller.get_hookimpls()
+            culprit = _culprit(error, impls)
+            name = culprit.plugin_name if culprit is not None else _either(impls)
+            record = self.records.get(name)
+            origin = f" from {record.distribution} {record.version}" if record and record.distribution else ""
+            logger.error(
+                "plugin '%s'%s: its wrap_generation hook raised serving model '%s': %s: %s",
+                name,
+                origin,
+                context.model_id,
+                type(error).__name__,
+                error,
+                exc_info=error,
+            )
+            raise PluginError(name, error, model_id=context.model_id) from error
+        if not made:
+            return []
+        return list(zip(_owners(made, caller.get_hookimpls()), made, strict=True))
 
     def has_wrappers(self) -> bool:
         return bool(self.pm.hook.wrap_generation.get_hookimpls())
 
     async def startup(self, app: FastAPI, settings: Settings) -> None:
-        for impl in reversed(self.pm.hook.startup.get_hookimpls()):
-            try:
-                result = impl.function(**_kwargs(impl, app=app, settings=settings))
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as error:
-                record = self.records.get(impl.plugin_name) or PluginRecord(impl.plugin_name, impl.plugin_name)
-                self.records[impl.plugin_name] = record
-                record.status, record.error = "failed", f"startup: {type(error).__name__}: {error}"
-                message = f"plugin '{impl.plugin_name}' failed in its startup hook: {record.error}"
-                if self.strict:
-                    raise PluginLoadError(message + " (HEYLOOK_STRICT_PLUGINS is set)") from error
-                logger.error("%s; its hooks are turned off", message)
-                self.pm.unregister(impl.plugin)
+        """Each plugin's startup in hook call order, awaited where it is a coroutine; one that raises is turned off."""
+        for name in self._in_call_order("startup"):
+            plugin = self.pm.get_plugin(name)
+            if plugin is None:
                 continue
-            self._started.append(impl.plugin_name)
+            try:
+                for result in self._alone("startup", plugin)(app=app, settings=settings):
+                    if inspect.isawaitable(result):
+                        await result
+            except Exception as error:
+                self._turn_off(name, "startup", error)
+                continue
+            self._started.append(name)
 
     async def shutdown(self, app: FastAPI) -> None:
-        impls = {impl.plugin_name: impl for impl in self.pm.hook.shutdown.get_hookimpls()}
-        started = [name for name in reversed(self._started)]
-        for name in started + [n for n in reversed(list(impls)) if n not in self._started]:
-            impl = impls.get(name)
-            if impl is None:
+        """Shutdown hooks in reverse order of startup (then the plugins that had no startup); errors are logged."""
+        implementers = self._in_call_order("shutdown")
+        started = [name for name in reversed(self._started) if name in implementers]
+        for name in started + [name for name in implementers if name not in self._started]:
+            plugin = self.pm.get_plugin(name)
+            if plugin is None:
                 continue
             try:
-                result = impl.function(**_kwargs(impl, app=app))
-                if inspect.isawaitable(result):
-                    await result
+                for result in self._alone("shutdown", plugin)(app=app):
+                    if inspect.isawaitable(result):
+                        await result
             except Exception:
                 logger.exception("plugin '%s': shutdown hook raised", name)
         self._started.clear()
 
     def register_routes(self, router: APIRouter) -> None:
-        self.pm.hook.register_routes(router=router)
+        self._call("register_routes", {"router": router})
 
     def register_commands(self, cli: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
-            try:
-                impl.function(**_kwargs(impl, cli=cli))
-            except Exception as error:
-                record = self.records.get(impl.plugin_name)
-                if record is not None:
-                    record.status, record.error = "failed", f"register_commands: {type(error).__name__}: {error}"
-                logger.error("plugin '%s': register_commands raised: %s", impl.plugin_name, error)
+        self._call("register_commands", {"cli": cli}, defer=True)  # `plugins` and `doctor` still run to show it
 
     def failed_models(self) -> list[dict[str, str]]:
         """Offered models their provider refused, each named with its plugin and distribution."""
@@ -388,8 +450,115 @@ class PluginHost:
         }
 
 
-def _kwargs(impl: pluggy.HookImpl, **available: Any) -> dict[str, Any]:
-    return {name: available[name] for name in impl.argnames}
+def _trace_writer(message: str) -> None:
+    logger.debug("%s", message.rstrip("\n"))
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, name: str, plugin: object) -> str | None:
+    unknown = sorted(
+        caller.name
+        for caller in pm.get_hookcallers(plugin) or []
+        if not caller.has_spec()
+        and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())
+    )
+    if not unknown:
+        return None
+    return (
+        f"plugin '{name}' implements unknown hooks: {', '.join(unknown)} (a misspelling? a hook from a later "
+        "contract may be marked @hookimpl(optionalhook=True))"
+    )
+
+
+def _codes(function: Callable[..., object]) -> list[CodeType]:
+    """The code objects a call of ``function`` runs first: its own and, under decorators, the wrapped one's."""
+    codes = []
+    for candidate in (function, inspect.unwrap(function)):
+        code = getattr(getattr(candidate, "__func__", candidate), "__code__", None)
+        if isinstance(code, CodeType):
+            codes.append(code)
+    return codes
+
+
+_DEFINED: dict[int, tuple[object, frozenset[int]]] = {}  # id(function) -> (function, ids of the code it defines)
+
+
+def _defined_in(function: Callable[..., object]) -> frozenset[int]:
+    """The ids of ``function``'s code and of the code of every function defined inside it, at any depth (kept by
+    identity, per function: hashing a code object hashes its bytecode)."""
+    entry = _DEFINED.get(id(function))
+    if entry is None or entry[0] is not function:
+        ids: set[int] = set()
+        stack = _codes(function)
+        while stack:
+            inner = stack.pop()
+            ids.add(id(inner))
+            stack.extend(constant for constant in inner.co_consts if isinstance(constant, CodeType))
+        entry = _DEFINED[id(function)] = (function, frozenset(ids))
+    return entry[1]
+
+
+def _culprit(error: BaseException, impls: Sequence[pluggy.HookImpl]) -> pluggy.HookImpl | None:
+    """The hook implementation that raised ``error``: the innermost frame of its traceback that runs one of
+    ``impls`` (a frame of a method shared by several plugin objects is the one whose ``self`` it is)."""
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        found = [impl for impl in impls if any(frame.f_code is code for code in _codes(impl.function))]
+        if len(found) > 1:
+            this = frame.f_locals.get("self")
+            found = [impl for impl in found if impl.plugin is this] or found
+        if found:
+            return found[0]
+    return None
+
+
+def _owners(made: Sequence[object], impls: Sequence[pluggy.HookImpl]) -> list[str]:
+    """The plugin each of a hook call's results came from. Where every implementation returned one result and no
+    hook wrapper ran, pluggy's list is in call order; otherwise each is named by where its code was defined."""
+    if not any(impl.wrapper or impl.hookwrapper for impl in impls) and len(made) == len(impls):
+        return [impl.plugin_name for impl in reversed(impls)]
+    return [_owner(result, impls) for result in made]
+
+
+def _owner(made: object, impls: Sequence[pluggy.HookImpl]) -> str:
+    """The plugin a hook's result came from: a function defined inside one of its hook implementations (a closure
+    over its ``self`` where several objects share one class), the plugin object itself or one of its bound methods,
+    or a function of a plugin module; else the candidates' names joined with "or"."""
+    target = inspect.unwrap(made) if hasattr(made, "__wrapped__") else made  # type: ignore[arg-type]
+    code = getattr(getattr(target, "__func__", target), "__code__", None)
+    found = [impl for impl in impls if id(code) in _defined_in(impl.function)] if code is not None else []
+    if len(found) > 1:
+        cells = {id(value) for value in _closure_values(target)}
+        found = [impl for impl in found if id(impl.plugin) in cells] or found
+    if len({impl.plugin_name for impl in found}) == 1:
+        return found[0].plugin_name
+    bound = getattr(target, "__self__", None)
+    for impl in impls:
+        if impl.plugin is made or impl.plugin is target or (bound is not None and impl.plugin is bound):
+            return impl.plugin_name
+    namespace = getattr(target, "__globals__", None)
+    modules = [impl for impl in impls if inspect.ismodule(impl.plugin) and vars(impl.plugin) is namespace]
+    if len(modules) == 1:
+        return modules[0].plugin_name
+    return _either(found or impls)
+
+
+def _closure_values(function: object) -> list[object]:
+    values = []
+    for cell in getattr(function, "__closure__", None) or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    return values
+
+
+def _either(impls: Sequence[pluggy.HookImpl]) -> str:
+    """The plugin among ``impls`` where they are one plugin, else their names joined with "or"."""
+    return " or ".join(sorted({impl.plugin_name for impl in impls})) or "?"
 
 
 def _import(module: str) -> object:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
-from heylook_core import ModelEntry, hookimpl, hookspecs
+from heylook_core import Delta, ModelEntry, hookimpl, hookspecs
 from heylook_core.app import build_server, create_app
 from heylook_core.errors import PluginLoadError
 from heylook_core.plugins import PluginHost
@@ -201,3 +202,222 @@ def test_loading_plugins_imports_no_engine() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "heylook_echo,heylook_echo.plugin"
+
+
+# -- hooks go through pluggy: isolation, hook wrappers, firstresult, tracing ------------------------------------------
+
+
+class CountsRoutes:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.calls = 0
+
+    @hookimpl
+    def register_routes(self, router: APIRouter) -> None:
+        self.calls += 1
+        router.add_api_route(self.path, lambda: {"path": self.path})
+
+
+class RaisesInRoutes:
+    def __init__(self) -> None:
+        self.generations = 0
+
+    @hookimpl
+    def register_routes(self, router: APIRouter) -> None:
+        raise RuntimeError("my template directory is missing")
+
+    @hookimpl
+    def wrap_generation(self, request: Any, context: Any) -> None:
+        self.generations += 1
+
+
+def test_a_plugin_raising_in_a_hook_is_named_and_blocked_and_the_others_go_on() -> None:
+    before, after = CountsRoutes("/-/before"), CountsRoutes("/-/after")
+    raiser = RaisesInRoutes()
+    # pluggy calls the most recently registered first: "after", then the raiser, then "before"
+    server = build_server(extra_plugins=[("before", before), ("raiser", raiser), ("after", after)])
+    with TestClient(create_app(server), base_url="http://127.0.0.1") as client:
+        assert client.get("/-/before").json() == {"path": "/-/before"}
+        assert client.get("/-/after").json() == {"path": "/-/after"}
+        reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+        assert reply.status_code == 200
+        record = next(p for p in client.get("/-/plugins").json()["plugins"] if p["name"] == "raiser")
+    assert (before.calls, after.calls) == (1, 1)  # each ran once: the one that ran before the failure is not re-run
+    assert record["status"] == "failed"
+    assert record["error"] == "register_routes: RuntimeError: my template directory is missing"
+    assert server.host.pm.is_blocked("raiser") and raiser.generations == 0  # none of its hooks runs any more
+
+
+def test_strict_mode_stops_on_a_plugin_raising_in_a_hook() -> None:
+    host = PluginHost(extra_plugins=[("raiser", RaisesInRoutes())], strict=True).load()
+    with pytest.raises(PluginLoadError, match="raiser.*register_routes.*HEYLOOK_STRICT_PLUGINS"):
+        host.register_routes(APIRouter())
+
+
+class RaisesInCommands:
+    @hookimpl(trylast=True)  # after the core's commands
+    def register_commands(self, cli: argparse._SubParsersAction) -> None:
+        cli.add_parser("serve")  # taken by the core: argparse refuses it
+
+
+def test_a_plugin_raising_in_register_commands_leaves_the_others_commands() -> None:
+    host = PluginHost(extra_plugins=[("clash", RaisesInCommands()), ("commands-test", Commands())]).load()
+    parser = argparse.ArgumentParser()
+    host.register_commands(parser.add_subparsers())
+    assert {"serve", "plugins", "hello"} <= set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert host.records["clash"].status == "failed" and "register_commands" in (host.records["clash"].error or "")
+
+
+class OptionalHook:
+    @hookimpl(optionalhook=True)
+    def register_widgets(self, register: Any) -> None:  # a hook of a later contract: optional here
+        pass
+
+
+def test_an_unknown_hook_marked_optional_loads() -> None:
+    host = PluginHost(extra_plugins=[("optional", OptionalHook()), ("misspelt", Misspelt())]).load()
+    assert host.records["optional"].status == "loaded"
+    assert host.records["optional"].hooks == ["register_widgets"]
+    assert host.records["misspelt"].status == "failed"
+    assert "optionalhook=True" in (host.records["misspelt"].error or "")  # the message says how to mark one
+
+
+class ListsRoutes:
+    """A pluggy hook wrapper: runs around every plugin's register_routes, whichever registered first."""
+
+    @hookimpl(wrapper=True)
+    def register_routes(self, router: APIRouter) -> Any:
+        before = len(router.routes)
+        result = yield
+        added = sorted(route.path for route in router.routes[before:])  # type: ignore[attr-defined]
+        router.add_api_route("/-/plugin-routes", lambda: added)
+        return result
+
+
+def test_a_hook_wrapper_runs_around_every_plugins_implementation() -> None:
+    plugins = [("lists", ListsRoutes()), ("hello", Routes()), ("later", CountsRoutes("/-/later"))]
+    server = build_server(extra_plugins=plugins)
+    with TestClient(create_app(server), base_url="http://127.0.0.1") as client:
+        assert client.get("/-/plugin-routes").json() == ["/-/hello", "/-/later"]
+
+
+class Outermost:
+    """A hook wrapper on wrap_generation: sees every plugin's wrapper and puts its own outside them all."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    @hookimpl(wrapper=True)
+    def wrap_generation(self, request: Any, context: Any) -> Any:
+        wrappers = yield
+
+        async def outer(request: Any, call_next: Any) -> Any:
+            if self.fail:
+                raise ValueError("outer wrapper broke")
+            yield Delta(text=f"[{len(wrappers)}]")
+            async for delta in call_next(request):
+                yield delta
+
+        return [outer, *wrappers]
+
+
+class Tag:
+    def __init__(self, label: str, fail: bool = False) -> None:
+        self.label = label
+        self.fail = fail
+
+    @hookimpl(tryfirst=True)
+    def wrap_generation(self, request: Any, context: Any) -> Any:
+        async def wrapper(request: Any, call_next: Any) -> Any:
+            if self.fail:
+                raise KeyError(f"{self.label} broke")
+            yield Delta(text=f"<{self.label}>")
+            async for delta in call_next(request):
+                yield delta
+
+        return wrapper
+
+
+class NoWrapper:
+    @hookimpl
+    def wrap_generation(self, request: Any, context: Any) -> None:
+        return None  # pluggy's list then has fewer results than implementations
+
+
+def chat_text(client: TestClient) -> Any:
+    return client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+
+
+def test_a_hook_wrapper_on_wrap_generation_sees_and_reshapes_the_chain() -> None:
+    plugins = [("outermost", Outermost()), ("a", Tag("a")), ("b", Tag("b"))]
+    with TestClient(create_app(build_server(extra_plugins=plugins)), base_url="http://127.0.0.1") as client:
+        # tryfirst would make a tag outermost; the hook wrapper still goes outside them all
+        assert chat_text(client).json()["choices"][0]["message"]["content"] == "[2]<b><a>x"
+
+
+@pytest.mark.parametrize(
+    ("plugins", "named"),
+    [
+        ([("calm", Tag("calm")), ("angry", Tag("angry", fail=True))], "angry"),  # one class, two objects
+        ([("angry", Tag("angry", fail=True)), ("calm", Tag("calm"))], "angry"),
+        ([("outermost", Outermost(fail=True)), ("calm", Tag("calm"))], "outermost"),  # made by a hook wrapper
+        ([("calm", Tag("calm")), ("off", NoWrapper()), ("angry", Tag("angry", fail=True))], "angry"),
+    ],
+)
+def test_a_failing_wrapper_is_named_by_the_plugin_it_came_from(
+    plugins: list[tuple[str, object]], named: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with TestClient(create_app(build_server(extra_plugins=plugins)), base_url="http://127.0.0.1") as client:
+        reply = chat_text(client)
+    assert reply.status_code == 500
+    assert f"plugin '{named}' failed" in reply.json()["error"]["message"]
+    assert any(f"plugin '{named}': generation wrapper raised" in r.getMessage() for r in caplog.records)
+
+
+class PickSpecs:
+    @hookspecs.hookspec(firstresult=True)
+    def pick_greeting(self, name: str) -> str | None:  # type: ignore[empty-body]
+        """The first greeting a plugin offers for ``name``."""
+
+
+class Greets:
+    def __init__(self, greeting: str | None) -> None:
+        self.greeting = greeting
+        self.calls = 0
+
+    @hookimpl
+    def pick_greeting(self, name: str) -> str | None:
+        self.calls += 1
+        return None if self.greeting is None else f"{self.greeting} {name}"
+
+
+class GreetsBadly:
+    @hookimpl(tryfirst=True)
+    def pick_greeting(self, name: str) -> str:
+        raise LookupError("no greetings left")
+
+
+def test_a_firstresult_hook_stops_at_the_first_result_and_skips_a_failing_plugin() -> None:
+    polite, silent, casual = Greets("good day"), Greets(None), Greets("hi")
+    plugins = [("polite", polite), ("casual", casual), ("silent", silent), ("bad", GreetsBadly())]
+    host = PluginHost(extra_plugins=plugins)
+    host.pm.add_hookspecs(PickSpecs)
+    host.load()
+    # call order: "bad" (tryfirst, raises: turned off), then "silent" (None), "casual" (a result: the last call)
+    assert host.call("pick_greeting", name="you") == "hi you"
+    assert (silent.calls, casual.calls, polite.calls) == (1, 1, 0)
+    assert host.records["bad"].status == "failed" and "pick_greeting: LookupError" in (host.records["bad"].error or "")
+    assert host.call("pick_greeting", name="again") == "hi again"
+
+
+def test_trace_plugins_logs_every_hook_call(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="heylook_core.plugins")
+    monkeypatch.setenv("HEYLOOK_TRACE_PLUGINS", "1")
+    events: list[str] = []
+    plugins = [("lifecycle", Lifecycle("x", events)), ("routes", Routes()), ("tag", Tag("t"))]
+    with TestClient(create_app(build_server(extra_plugins=plugins)), base_url="http://127.0.0.1") as client:
+        assert chat_text(client).status_code == 200
+    traced = "\n".join(r.getMessage() for r in caplog.records if r.name == "heylook_core.plugins")
+    for hook in ("register_providers", "register_models", "register_routes", "startup", "wrap_generation", "shutdown"):
+        assert f"{hook} [hook]" in traced, f"HEYLOOK_TRACE_PLUGINS did not trace {hook}"
+    assert "finish wrap_generation -->" in traced  # with the result pluggy returned
