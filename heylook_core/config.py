@@ -200,7 +200,7 @@ class ConfiguredModel:
     """A model entry joined with its provider: validated config, capabilities, parameters, concurrency."""
 
     entry: ModelEntry
-    spec: ProviderSpec | None
+    spec: ProviderSpec[Any] | None
     config: Any
     capabilities: frozenset[Capability]
     parameters: frozenset[str]
@@ -249,7 +249,7 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     return user if user.is_file() else None
 
 
-def read_config_file(path: Path, providers: dict[str, ProviderSpec] | None = None) -> ConfigFile:
+def read_config_file(path: Path, providers: dict[str, ProviderSpec[Any]] | None = None) -> ConfigFile:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
@@ -263,7 +263,7 @@ def read_config_file(path: Path, providers: dict[str, ProviderSpec] | None = Non
 
 
 def _describe(
-    path: Path | str, error: ValidationError, data: dict[str, Any], providers: dict[str, ProviderSpec]
+    path: Path | str, error: ValidationError, data: dict[str, Any], providers: dict[str, ProviderSpec[Any]]
 ) -> str:
     lines = [f"{path}: invalid configuration"]
     listed = data.get("models")
@@ -289,7 +289,7 @@ def _describe(
 
 
 def configure_model(
-    entry: ModelEntry, providers: dict[str, ProviderSpec], source: str, failed_plugins: list[str] | None = None
+    entry: ModelEntry, providers: dict[str, ProviderSpec[Any]], source: str, failed_plugins: list[str] | None = None
 ) -> ConfiguredModel:
     """Validate ``entry.config`` with its provider's schema and resolve what the model can do."""
     spec = providers.get(entry.provider)
@@ -355,7 +355,7 @@ def config_keys(schema: type[BaseModel]) -> set[str]:
 
 
 def load_settings(
-    providers: dict[str, ProviderSpec],
+    providers: dict[str, ProviderSpec[Any]],
     offered: list[ModelEntry],
     *,
     config_path: str | os.PathLike[str] | None = None,

@@ -328,7 +328,7 @@ def unique_id(base: str, taken: set[str]) -> str:
     return candidate
 
 
-def available_providers(host: PluginHost) -> dict[str, ProviderSpec]:
+def available_providers(host: PluginHost) -> dict[str, ProviderSpec[Any]]:
     """The host's providers whose availability check passes here."""
     ready = {}
     for name, spec in host.providers.items():
@@ -341,7 +341,7 @@ def available_providers(host: PluginHost) -> dict[str, ProviderSpec]:
     return ready
 
 
-def provider_for(item: Found, ready: dict[str, ProviderSpec]) -> str | None:
+def provider_for(item: Found, ready: dict[str, ProviderSpec[Any]]) -> str | None:
     names, _ = PROVIDERS[item.kind]
     for name in names:
         if name in ready:
@@ -349,7 +349,7 @@ def provider_for(item: Found, ready: dict[str, ProviderSpec]) -> str | None:
     return None
 
 
-def profile_config(profile: str, spec: ProviderSpec, item: Found) -> dict[str, Any]:
+def profile_config(profile: str, spec: ProviderSpec[Any], item: Found) -> dict[str, Any]:
     """The profile's keys that ``spec``'s schema has; context sizes are capped at the model's trained length."""
     from heylook_core.config import config_keys
 
@@ -366,7 +366,7 @@ def profile_config(profile: str, spec: ProviderSpec, item: Found) -> dict[str, A
     return result
 
 
-def model_config(item: Found, spec: ProviderSpec, profile: str) -> dict[str, Any]:
+def model_config(item: Found, spec: ProviderSpec[Any], profile: str) -> dict[str, Any]:
     from heylook_core.config import config_keys
 
     config: dict[str, Any] = {"model_path": str(item.path)}

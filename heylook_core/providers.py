@@ -22,9 +22,10 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, cast
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypeVar
 
 from heylook_core.runner import CancelToken, ModelWorker, WorkerFailedError
 from heylook_core.types import (
@@ -91,6 +92,11 @@ class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+# The config type of a provider and of its spec: ``Provider[MyConfig]`` types ``self.config``; a provider written
+# without one (``Provider``) gets a plain :class:`ProviderConfig`.
+ConfigT = TypeVar("ConfigT", bound=ProviderConfig, default=ProviderConfig)
+
+
 @dataclass(frozen=True)
 class Availability:
     """Whether a provider can run on this host, and if not, how to fix that."""
@@ -104,11 +110,8 @@ def _always_available() -> Availability:
     return Availability(True)
 
 
-CapabilitiesFor = Callable[[Any], frozenset[Capability]]
-
-
 @dataclass(frozen=True)
-class ProviderSpec:
+class ProviderSpec(Generic[ConfigT]):
     """Registration record for a provider.
 
     ``factory`` returns the :class:`Provider` subclass and is the only place a backend library may be imported.
@@ -118,30 +121,33 @@ class ProviderSpec:
     """
 
     name: str
-    factory: Callable[[], type[Provider]]
-    config_schema: type[BaseModel] = ProviderConfig
-    capabilities: frozenset[Capability] | CapabilitiesFor = frozenset({Capability.CHAT})
-    parameters: frozenset[str] | Callable[[Any], frozenset[str]] = frozenset()
-    max_concurrency: int | Callable[[Any], int] = 1
+    factory: Callable[[], type[Provider[ConfigT]]]
+    config_schema: type[ConfigT] = cast("type[ConfigT]", ProviderConfig)  # the default for a spec without one
+    capabilities: frozenset[Capability] | Callable[[ConfigT], frozenset[Capability]] = frozenset({Capability.CHAT})
+    parameters: frozenset[str] | Callable[[ConfigT], frozenset[str]] = frozenset()
+    max_concurrency: int | Callable[[ConfigT], int] = 1
     check: Callable[[], Availability] = _always_available
     description: str = ""
     plugin: str = field(default="", compare=False)
 
-    def capabilities_for(self, config: Any) -> frozenset[Capability]:
+    def capabilities_for(self, config: ConfigT) -> frozenset[Capability]:
         value = self.capabilities
         return frozenset(value(config) if callable(value) else value)
 
-    def parameters_for(self, config: Any) -> frozenset[str]:
+    def parameters_for(self, config: ConfigT) -> frozenset[str]:
         value = self.parameters
         return frozenset(value(config) if callable(value) else value)
 
-    def concurrency_for(self, config: Any) -> int:
+    def concurrency_for(self, config: ConfigT) -> int:
         value = self.max_concurrency
         return max(1, int(value(config) if callable(value) else value))
 
 
-class Provider:
+class Provider(Generic[ConfigT]):
     """One configured model of one backend. Override what the spec's capabilities name.
+
+    ``self.config`` is the model's validated ``[models.config]``, an instance of the spec's ``config_schema``:
+    ``class MyProvider(Provider[MyConfig])`` types it.
 
     ``chat`` and ``complete`` are async generators of :class:`~heylook_core.types.Delta`: text pieces as they are
     produced, then one last delta with ``finish_reason`` and ``usage``. They check ``cancel.cancelled`` between
@@ -149,9 +155,9 @@ class Provider:
     refuses, ``ProviderError`` for an engine failure); anything else becomes a 500.
     """
 
-    def __init__(self, model_id: str, config: Any) -> None:
+    def __init__(self, model_id: str, config: ConfigT) -> None:
         self.model_id = model_id
-        self.config = config
+        self.config: ConfigT = config
 
     # Seconds a stream may go without producing anything before the model counts as wedged ([server]
     # stall_timeout_s; the router sets it before load). Used by ThreadedProvider's worker.
@@ -202,7 +208,7 @@ class Provider:
         return {}
 
 
-class ThreadedProvider(Provider):
+class ThreadedProvider(Provider[ConfigT]):
     """A provider for a blocking in-process engine: implement the ``*_sync`` methods.
 
     Every ``*_sync`` call, from ``load_sync`` to ``unload_sync``, runs on the model's own worker thread, one at a
@@ -210,7 +216,7 @@ class ThreadedProvider(Provider):
     items cross to the event loop through a bounded buffer.
     """
 
-    def __init__(self, model_id: str, config: Any) -> None:
+    def __init__(self, model_id: str, config: ConfigT) -> None:
         super().__init__(model_id, config)
         self.worker: ModelWorker | None = None
 

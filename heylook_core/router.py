@@ -34,9 +34,9 @@ class ModelSlot:
 
     def __init__(self, model: ConfiguredModel) -> None:
         self.model = model
-        self.provider: Provider | None = None
+        self.provider: Provider[Any] | None = None
         self.state = "unloaded"  # unloaded | loading | loaded | unloading | failed (reloaded on the next request)
-        self.load_task: asyncio.Task[Provider] | None = None
+        self.load_task: asyncio.Task[Provider[Any]] | None = None
         self.unload_task: asyncio.Task[None] | None = None
         self.in_flight = 0
         self.running = 0
@@ -69,7 +69,7 @@ class _LoadStalled(Exception):
     """A load ran past ``load_timeout_s``: it is reported and no longer waited on."""
 
 
-def _late_load(model_id: str, provider: Provider, task: asyncio.Future[None]) -> None:
+def _late_load(model_id: str, provider: Provider[Any], task: asyncio.Future[None]) -> None:
     """A load given up on finished after all: unload what it loaded."""
     if task.cancelled() or task.exception() is not None:
         return
@@ -139,7 +139,7 @@ class Router:
     # -- admission -------------------------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def acquire(self, slot: ModelSlot) -> AsyncIterator[Provider]:
+    async def acquire(self, slot: ModelSlot) -> AsyncIterator[Provider[Any]]:
         """Admit one request to ``slot``'s model and yield its loaded provider for the request's duration."""
         if slot.model.unavailable:
             raise ServiceUnavailableError(
@@ -199,7 +199,7 @@ class Router:
         except Exception:
             logger.exception("model '%s': abandoning its provider raised", slot.id)
 
-    async def _ensure_loaded(self, slot: ModelSlot) -> Provider:
+    async def _ensure_loaded(self, slot: ModelSlot) -> Provider[Any]:
         while True:
             if slot.state == "loaded" and slot.provider is not None and slot.provider.failure is not None:
                 self._failed(slot)
@@ -214,7 +214,7 @@ class Router:
                 slot.load_task = asyncio.create_task(self._load(slot), name=f"load-{slot.id}")
             await asyncio.shield(slot.load_task)
 
-    async def ensure_loaded(self, name: str) -> Provider:
+    async def ensure_loaded(self, name: str) -> Provider[Any]:
         """Load a model now (``--model-id``, pinned models, the admin load route)."""
         slot = self.resolve(name)
         slot.in_flight += 1
@@ -225,7 +225,7 @@ class Router:
             slot.last_used = self.clock()
             await self._notify()
 
-    async def _load(self, slot: ModelSlot) -> Provider:
+    async def _load(self, slot: ModelSlot) -> Provider[Any]:
         try:
             async with self._load_lock:
                 await self._make_room(slot)
