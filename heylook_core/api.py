@@ -19,8 +19,8 @@ from heylook_core.security import require_api_key
 from heylook_core.types import EmbeddingRequest, HiddenStatesRequest, TokenizeRequest
 
 if TYPE_CHECKING:
-    from heylook_core.app import Server
     from heylook_core.router import ModelSlot
+    from heylook_core.server import Server
 
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 

@@ -1,4 +1,4 @@
-"""Building the server: plugins, settings, router, and the FastAPI application around them."""
+"""The FastAPI application around a built :class:`~heylook_core.server.Server`: its routes, handlers and middleware."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -17,109 +16,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from heylook_core.accesslog import AccessLog
-from heylook_core.config import Settings, load_settings
+from heylook_core.config import load_settings
+from heylook_core.error_shapes import error_response, validation_message
 from heylook_core.errors import BadRequestError, ConfigError, HeylookError
 from heylook_core.faults import UnexpectedErrors
 from heylook_core.keys import keyring_of, reload_keys
-from heylook_core.metrics import Metrics
-from heylook_core.plugins import PluginHost
-from heylook_core.router import Router
 from heylook_core.security import BodyLimit, RequestGuard, require_admin_key, require_api_key
-from heylook_core.service import GenerationService
+from heylook_core.server import Server
 from heylook_core.serving import Drain
-from heylook_core.types import ParamError
 
 logger = logging.getLogger(__name__)
-
-
-class Server:
-    """Everything one running server holds; routes reach it as ``request.app.state.heylook``."""
-
-    def __init__(self, host: PluginHost, settings: Settings, *, preload: Iterable[str] = ()) -> None:
-        self.host = host
-        self.settings = settings
-        self.router = Router(settings)
-        self.started = int(time.time())
-        self.preload = list(preload)
-        self.metrics = Metrics()
-        self.router.observe = self.metrics.router_event
-        self.config_path: str | None = None
-        self.retiring: asyncio.Task[None] | None = None
-        self.generation = GenerationService(self)
-        self.requests_in_flight = 0
-        self.draining = False  # shutting down: new requests get 503 (heylook_core.serving)
-        self.stopping = False  # the shutdown grace is over: running generations end with an error
-        self.restart_requested = False  # POST /v1/admin/restart: after the drain, serve_command re-executes
-        self.serving = False  # under heylook_core.serving.serve, whose SIGTERM handler drains
-
-
-def build_server(
-    config_path: str | os.PathLike[str] | None = None,
-    *,
-    extra_plugins: Iterable[tuple[str, object]] = (),
-    entry_points: bool = True,
-    preload: Iterable[str] = (),
-    host: PluginHost | None = None,
-) -> Server:
-    """Load plugins and settings; raises ``ConfigError`` / ``PluginLoadError`` before anything serves."""
-    if host is None:
-        host = PluginHost(extra_plugins=extra_plugins, entry_points=entry_points).load()
-    settings = load_settings(
-        host.providers,
-        host.offered_models,
-        config_path=config_path,
-        failed_plugins=[f"{r.name} ({r.error})" for r in host.failed()],
-    )
-    for name in preload:
-        if name not in settings.model_ids() and not any(name in m.entry.aliases for m in settings.models):
-            from heylook_core.errors import ConfigError
-
-            raise ConfigError(
-                f"--model-id '{name}' is not a configured model; available: {', '.join(settings.model_ids())}"
-            )
-    server = Server(host, settings, preload=preload)
-    server.config_path = str(config_path) if config_path else None
-    return server
-
-
-def _error_response(error: HeylookError, path: str = "") -> JSONResponse:
-    """``error`` in the error shape of the protocol that ``path`` belongs to (OpenAI's unless another's)."""
-    if path == "/" or path.startswith("/api/"):
-        from heylook_core.protocols.ollama import ollama_error
-
-        return ollama_error(error)
-    if path.startswith("/v1/messages"):
-        from heylook_core.protocols.anthropic import error_response
-
-        return error_response(error)
-    return JSONResponse(error.to_body(), status_code=error.status_code, headers=error.headers)
-
-
-def _validation_message(error: RequestValidationError) -> tuple[str, str | None]:
-    errors = error.errors()
-    if not errors:
-        return "invalid request", None
-    first = errors[0]
-    cause = first.get("ctx", {}).get("error")
-    if first.get("type") == "json_invalid":
-        return f"request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", None
-    loc = [str(part) for part in first.get("loc", ())]
-    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
-        loc = loc[1:]
-    # Union members show up in the location (``str``, ``list[...]``); keep the field names only.
-    loc = [part for part in loc if not any(mark in part for mark in ("[", "function-", "literal["))]
-    param = ".".join(loc) or None
-    if isinstance(cause, ParamError):  # names its parameter; no "Value error, " prefix
-        if cause.param is not None:
-            return cause.message, cause.param
-        param = ".".join(part for part in (param, cause.sub) if part) or None
-        return (f"{param}: {cause.message}" if param else cause.message), param
-    message = first.get("msg", "invalid value").removeprefix("Value error, ")
-    if first.get("type") == "missing":
-        message = "field required"
-    elif first.get("type") == "extra_forbidden":
-        message = "unknown field"
-    return (f"{param}: {message}" if param else message), param
 
 
 SERVED_APIS = (
@@ -195,11 +101,11 @@ def create_app(server: Server) -> FastAPI:
 
     @app.exception_handler(HeylookError)
     async def heylook_error(request: Request, error: HeylookError) -> JSONResponse:
-        return _error_response(error, request.url.path)
+        return error_response(error, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-        message, param = _validation_message(error)
+        message, param = validation_message(error)
         code = "invalid_json" if "not valid JSON" in message else "invalid_value"
         body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
         return JSONResponse(body, status_code=400)
@@ -212,7 +118,7 @@ def create_app(server: Server) -> FastAPI:
         shaped.headers = dict(getattr(error, "headers", None) or {})
         if error.status_code == 404:
             shaped.code = None
-        return _error_response(shaped, request.url.path)
+        return error_response(shaped, request.url.path)
 
     app.include_router(v1)
     from heylook_core.protocols import anthropic, openai, responses

@@ -57,9 +57,10 @@ def register_commands(cli: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from heylook_core.app import build_server, create_app
+    from heylook_core.app import create_app
     from heylook_core.config import parse_keys
     from heylook_core.errors import ConfigError
+    from heylook_core.server import build_server
     from heylook_core.serving import bind, serve, url_of
 
     server = build_server(args.config, preload=args.model_id, host=args.plugin_host)

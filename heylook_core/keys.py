@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from heylook_core.errors import ConfigError, RateLimitError
 
 if TYPE_CHECKING:
-    from heylook_core.app import Server
     from heylook_core.config import ServerSettings
+    from heylook_core.server import Server
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from heylook_core.error_shapes import error_response
 from heylook_core.errors import (
     AuthenticationError,
     HeylookError,
@@ -288,8 +289,6 @@ async def _reject(scope: Scope, send: Send, error: HeylookError) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    from heylook_core.app import _error_response  # the error shape of the path's protocol (lazy: app imports us)
-
-    response = _error_response(error, scope.get("path", ""))
+    response = error_response(error, scope.get("path", ""))
     await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})

@@ -41,9 +41,9 @@ from heylook_core.toolcalls import Parsed, ToolCallParser
 from heylook_core.types import ChatRequest, ChatResult, CompletionRequest, Delta, SamplingParams, Usage
 
 if TYPE_CHECKING:
-    from heylook_core.app import Server
     from heylook_core.config import ConfiguredModel
     from heylook_core.router import ModelSlot
+    from heylook_core.server import Server
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from heylook_core.errors import ConfigError
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-    from heylook_core.app import Server
+    from heylook_core.server import Server
 
 logger = logging.getLogger("heylook_core")
 

@@ -43,8 +43,8 @@ from heylook_core.streaming import is_ping
 from heylook_core.types import MAX_MODEL_NAME, ChatRequest, Delta, Usage
 
 if TYPE_CHECKING:
-    from heylook_core.app import Server
     from heylook_core.router import ModelSlot
+    from heylook_core.server import Server
 
 logger = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ from heylook_core.streaming import is_ping
 from heylook_core.types import ChatRequest, CompletionRequest, Delta, EmbeddingRequest, TokenLogprob, Usage
 
 if TYPE_CHECKING:
-    from heylook_core.app import Server
     from heylook_core.router import ModelSlot
+    from heylook_core.server import Server
     from heylook_core.service import Prepared
 
 logger = logging.getLogger(__name__)

@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from heylook_core.error_shapes import validation_message
 from heylook_core.errors import BadRequestError, HeylookError
 from heylook_core.generation import check_request
 from heylook_core.images import attach_uploads
@@ -37,7 +39,7 @@ from heylook_core.streaming import (
 from heylook_core.types import BatchChatRequest, ChatRequest, CompletionRequest, Delta
 
 if TYPE_CHECKING:
-    from heylook_core.app import Server
+    from heylook_core.server import Server
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +84,7 @@ async def chat_completions_multipart(
     try:
         body = ChatRequest.model_validate_json(request)
     except ValidationError as error:
-        from fastapi.exceptions import RequestValidationError
-
-        from heylook_core.app import _validation_message
-
-        message, param = _validation_message(RequestValidationError(error.errors()))
+        message, param = validation_message(RequestValidationError(error.errors()))
         where = f"request.{param}" if param else "request"
         raise BadRequestError(f"request.{message}" if param else f"request: {message}", param=where) from None
     await attach_uploads(body, images)

@@ -32,7 +32,7 @@ from heylook_core.streaming import PING, is_ping
 from heylook_core.types import ChatRequest, Delta, TokenLogprob, Usage
 
 if TYPE_CHECKING:
-    from heylook_core.app import Server
+    from heylook_core.server import Server
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from heylook_core.app import build_server, create_app
+from heylook_core.app import create_app
+from heylook_core.server import build_server
 
 os.environ.setdefault("HEYLOOK_LOAD_PLUGINS", "echo")
 

@@ -21,9 +21,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from heylook_core import Capability, ProviderSpec, hookimpl
-from heylook_core.app import build_server, create_app
+from heylook_core.app import create_app
 from heylook_core.audio import decode_audio, to_srt, to_vtt
 from heylook_core.errors import BadRequestError
+from heylook_core.server import build_server
 from heylook_core.testing import serve, write_config
 from heylook_core.types import Segment, Transcription
 

@@ -16,7 +16,8 @@ import pytest
 import uvicorn
 
 from heylook_core import CancelToken, Delta, ThreadedProvider, hookimpl
-from heylook_core.app import build_server, create_app
+from heylook_core.app import create_app
+from heylook_core.server import build_server
 from heylook_core.testing import free_port
 from heylook_core.types import ChatRequest
 from heylook_echo.plugin import SPEC

@@ -15,7 +15,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from heylook_core.app import build_server, create_app
+from heylook_core.app import create_app
+from heylook_core.server import build_server
 from tests.core.conftest import EXAMPLE
 
 _config = Path(tempfile.mkdtemp()) / "models.toml"

@@ -15,11 +15,12 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from heylook_core import Capability, ModelEntry, ProviderSpec, hookimpl
-from heylook_core.app import build_server, create_app
+from heylook_core.app import create_app
 from heylook_core.errors import PluginLoadError
 from heylook_core.plugins import PluginHost
 from heylook_core.providers import ThreadedProvider
 from heylook_core.runner import CancelToken
+from heylook_core.server import build_server
 from heylook_core.types import ChatRequest, Delta, Usage
 from tests.core.conftest import user
 

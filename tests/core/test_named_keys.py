@@ -9,10 +9,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from heylook_core.app import build_server, create_app
+from heylook_core.app import create_app
 from heylook_core.config import load_settings
 from heylook_core.errors import ConfigError
 from heylook_core.plugins import PluginHost
+from heylook_core.server import build_server
 from heylook_core.testing import serve
 
 ALICE, BOB, CAROL, DAVE, PLAIN = (f"sk-{n}-0123456789" for n in ("alice", "bob", "carol", "dave", "plain"))

@@ -14,9 +14,10 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 from heylook_core import Delta, ModelEntry, hookimpl, hookspecs
-from heylook_core.app import build_server, create_app
+from heylook_core.app import create_app
 from heylook_core.errors import PluginLoadError
 from heylook_core.plugins import PluginHost
+from heylook_core.server import build_server
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "heylook_spec")]

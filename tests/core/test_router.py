@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from heylook_core.app import build_server
 from heylook_core.errors import ModelLoadError, ModelNotFoundError, ServiceUnavailableError
 from heylook_core.router import Router
 from heylook_core.runner import CancelToken
+from heylook_core.server import build_server
 from heylook_core.types import ChatRequest
 
 

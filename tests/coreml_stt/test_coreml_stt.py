@@ -24,7 +24,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from heylook_core import Capability, ProviderSpec, hookimpl
-from heylook_core.app import build_server, create_app
+from heylook_core.app import create_app
+from heylook_core.server import build_server
 from heylook_core.testing import heylookllm_command, serve, write_config
 from heylook_core.types import AudioInput, TranscriptionRequest
 from heylook_coreml_stt.decoding import DecodeOptions, Decoder, split_window, transcribe

@@ -408,7 +408,8 @@ def test_suffix_is_a_completion_with_suffix(client: ollama.Client) -> None:
 def test_a_browser_at_root_is_sent_to_the_web_page_when_there_is_one(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from heylook_core.app import build_server, create_app
+    from heylook_core.app import create_app
+    from heylook_core.server import build_server
 
     (tmp_path / "models.toml").write_text(CONFIG)
     app = create_app(build_server(tmp_path / "models.toml"))
