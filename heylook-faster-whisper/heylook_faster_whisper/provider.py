@@ -19,7 +19,7 @@ from heylook_core import BadRequestError, ThreadedProvider
 from heylook_core.types import AudioInput, Segment, Transcription, TranscriptionRequest, Word
 
 if TYPE_CHECKING:
-    from heylook_faster_whisper.plugin import FasterWhisperConfig
+    from heylook_faster_whisper.config import FasterWhisperConfig
 
 logger = logging.getLogger(__name__)
 

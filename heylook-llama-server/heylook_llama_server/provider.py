@@ -41,7 +41,7 @@ from heylook_core import (
 )
 from heylook_core.types import ChatRequest, CompletionRequest, Delta, EmbeddingRequest, EmbeddingResult
 from heylook_llama_server.binary import INSTALL_HINT, find_binary
-from heylook_llama_server.plugin import LlamaServerConfig
+from heylook_llama_server.config import LlamaServerConfig
 from heylook_llama_server.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)

@@ -417,6 +417,19 @@ def record_of(version: str, cache: Path | None = None) -> Record | None:
     return Record.read((cache or ggml_build.cache_root()) / "llama-cpp-python" / key)
 
 
+def build_description() -> str:
+    """``llama-cpp-python 0.3.36+native.noamx.<key>, flag set native-noamx``: the installed build, for logs."""
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return "llama-cpp-python not installed"
+    record = record_of(version)
+    flags = f"flag set {record.flag_set}" if record else "not a heylook build: flags unknown"
+    return f"llama-cpp-python {version}, {flags}"
+
+
 def smoke_installed(
     model: Path | None = None, python: str | None = None, cache: Path | None = None, timeout: float = 300.0
 ) -> SmokeResult:

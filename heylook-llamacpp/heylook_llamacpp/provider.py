@@ -52,7 +52,8 @@ from heylook_core.types import (
     HiddenStatesRequest,
 )
 from heylook_llamacpp import default_model, engine_log
-from heylook_llamacpp.plugin import LlamaCppConfig, build_description, default_threads
+from heylook_llamacpp.build import build_description
+from heylook_llamacpp.config import LlamaCppConfig, default_threads
 
 logger = logging.getLogger(__name__)
 

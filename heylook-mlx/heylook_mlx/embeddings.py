@@ -12,7 +12,7 @@ from mlx_embeddings import load as load_embeddings
 
 from heylook_core import BadRequestError
 from heylook_core.types import EmbeddingRequest, EmbeddingResult
-from heylook_mlx.plugin import MLXConfig
+from heylook_mlx.config import MLXConfig
 from heylook_mlx.text import read_config, resolve_model_path
 
 

@@ -23,7 +23,7 @@ from heylook_core.types import (
     HiddenStates,
     HiddenStatesRequest,
 )
-from heylook_mlx.plugin import MLXConfig
+from heylook_mlx.config import MLXConfig
 
 logger = logging.getLogger(__name__)
 

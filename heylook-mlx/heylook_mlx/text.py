@@ -47,7 +47,7 @@ from heylook_core.types import (
     HiddenStates,
     HiddenStatesRequest,
 )
-from heylook_mlx.plugin import MLXConfig
+from heylook_mlx.config import MLXConfig
 from heylook_mlx.sampling import LogprobReader, processors_for, sampler_for, seed
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from heylook_core import BadRequestError, CancelToken, Usage
 from heylook_core.types import ChatMessage, ChatRequest, Delta, ImagePart, TextPart
-from heylook_mlx.plugin import MLXConfig
+from heylook_mlx.config import MLXConfig
 from heylook_mlx.sampling import logit_bias_for
 from heylook_mlx.text import resolve_model_path
 

@@ -127,7 +127,8 @@ class PlainSchemaPlugin:
 
         from pydantic import BaseModel, create_model
 
-        from heylook_echo.plugin import SPEC, EchoConfig
+        from heylook_echo.config import EchoConfig
+        from heylook_echo.plugin import SPEC
 
         # the echo engine's settings, on a plain BaseModel instead of heylook's ProviderConfig
         fields = {name: (info.annotation, info) for name, info in EchoConfig.model_fields.items()}

@@ -202,7 +202,7 @@ def test_loading_plugins_imports_no_engine() -> None:
         "print(','.join(sorted(m for m in sys.modules if m.startswith('heylook_echo'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "heylook_echo,heylook_echo.plugin"
+    assert out == "heylook_echo,heylook_echo.config,heylook_echo.plugin"  # the engine (heylook_echo.provider) is not
 
 
 # -- hooks go through pluggy: isolation, hook wrappers, firstresult, tracing ------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from heylook_llama_server import binary as binaries
 from heylook_llama_server import ggml_build, install
-from heylook_llama_server.plugin import LlamaServerConfig
+from heylook_llama_server.config import LlamaServerConfig
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from heylook_llamacpp import build, ggml_build
-from heylook_llamacpp.plugin import LlamaCppConfig, default_threads
+from heylook_llamacpp.config import LlamaCppConfig, default_threads
 
 STANDIN = Path(__file__).parent / "standin"
 CRASH = "import os, signal, json; print(json.dumps({'system_info': 'CPU : AVX2 = 1 | AMX_INT8 = 1 |'}), flush=True)"

@@ -12,7 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from heylook_core.testing import ServerProcess
-from heylook_llamacpp.plugin import LlamaCppConfig, capabilities, parameters
+from heylook_llamacpp.config import LlamaCppConfig
+from heylook_llamacpp.plugin import capabilities, parameters
 
 pytestmark = pytest.mark.slow
 

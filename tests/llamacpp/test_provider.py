@@ -8,7 +8,7 @@ import pytest
 
 from heylook_core import CancelToken
 from heylook_core.types import ChatRequest
-from heylook_llamacpp.plugin import LlamaCppConfig
+from heylook_llamacpp.config import LlamaCppConfig
 from heylook_llamacpp.provider import LlamaCppProvider
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from heylook_core.testing import ServerProcess, heylookllm_command
-from heylook_mlx.plugin import MLXConfig, check
+from heylook_mlx.config import MLXConfig
+from heylook_mlx.plugin import check
 
 pytestmark = pytest.mark.slow
 

@@ -39,7 +39,7 @@ from heylook_core.types import (
     Transcription,
     TranscriptionRequest,
 )
-from heylook_echo.plugin import EchoConfig
+from heylook_echo.config import EchoConfig
 
 _TOKEN = re.compile(r"\s*\S+|\s+")
 
