@@ -41,7 +41,7 @@ def platform_kind() -> str:
 
 
 def template(name: str) -> Template:
-    return Template(resources.files("heylook_core").joinpath("templates", name).read_text(encoding="utf-8"))
+    return Template(resources.files("heylook_core").joinpath("templates").joinpath(name).read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------- paths
