@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import platform
-import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -48,7 +47,8 @@ class CoreMLRunner:
     """Runs the encoder and decoder packages with Core ML on the configured compute units."""
 
     def __init__(self, folder: ModelFolder, compute_units: str = "all") -> None:
-        if sys.platform != "darwin":
+        # platform.system(), not sys.platform: mypy would take the rest as unreachable on Linux and skip checking it
+        if platform.system() != "Darwin":
             raise PredictionUnavailableError(macos_required_message())
         import coremltools as ct
 

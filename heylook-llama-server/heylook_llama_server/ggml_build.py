@@ -104,7 +104,7 @@ def physical_cores() -> tuple[int, str]:
     """
     if hasattr(os, "sched_getaffinity"):
         allowed = sorted(os.sched_getaffinity(0))
-        cores = set()
+        cores: set[tuple[str, str]] = set()
         for cpu in allowed:
             topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
             try:

@@ -142,8 +142,11 @@ def extract_tree(sdist: Path, root: Path) -> Path:
             raise InstallError(f"{sdist} holds no {prefix} tree")
         for member in members:
             member.name = member.name[len(prefix) :]
-        extract = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        archive.extractall(tmp, members=[m for m in members if m.name], **extract)  # noqa: S202
+        wanted = [m for m in members if m.name]
+        if hasattr(tarfile, "data_filter"):  # the "data" filter where this Python has extraction filters
+            archive.extractall(tmp, members=wanted, filter="data")  # noqa: S202
+        else:
+            archive.extractall(tmp, members=wanted)  # noqa: S202
         if source.exists():
             shutil.rmtree(source)
         os.replace(tmp, source)

@@ -142,8 +142,11 @@ def llama_cpp_recipe(cache: Path) -> Recipe:
     def source(workdir: Path) -> Path:
         sdist = fetch_sdist(cache)
         with tarfile.open(sdist) as archive:
-            extract = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            archive.extractall(workdir, **extract)  # noqa: S202 - our own pinned, hash-checked sdist
+            # our own pinned, hash-checked sdist; the "data" filter where this Python has extraction filters
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(workdir, filter="data")  # noqa: S202
+            else:
+                archive.extractall(workdir)  # noqa: S202
         return workdir / f"llama_cpp_python-{VERSION}"
 
     def smoke_args() -> list[str]:
