@@ -31,6 +31,7 @@ from heylook_core.runner import CancelToken, ModelWorker, WorkerFailedError
 from heylook_core.types import (
     AudioInput,
     BatchChatRequest,
+    BatchChatResult,
     ChatRequest,
     ChatResult,
     CompletionRequest,
@@ -193,8 +194,8 @@ class Provider(Generic[ConfigT]):
         """One :class:`HiddenStates` per input, for ``request.layer``."""
         raise NotImplementedError
 
-    async def batch_chat(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult]:
-        """Results in the order of ``request.requests``."""
+    async def batch_chat(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult] | BatchChatResult:
+        """Results in the order of ``request.requests``; a :class:`BatchChatResult` also says how they ran."""
         raise NotImplementedError
 
     async def tokenize(self, text: str, add_special_tokens: bool) -> list[int]:
@@ -277,7 +278,7 @@ class ThreadedProvider(Provider[ConfigT]):
     async def hidden_states(self, request: HiddenStatesRequest) -> list[HiddenStates]:
         return await self._require_worker().call(self.hidden_states_sync, request)
 
-    async def batch_chat(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult]:
+    async def batch_chat(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult] | BatchChatResult:
         return await self._require_worker().call(self.batch_chat_sync, request, cancel)
 
     async def tokenize(self, text: str, add_special_tokens: bool) -> list[int]:
@@ -308,7 +309,7 @@ class ThreadedProvider(Provider[ConfigT]):
     def hidden_states_sync(self, request: HiddenStatesRequest) -> list[HiddenStates]:
         raise NotImplementedError
 
-    def batch_chat_sync(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult]:
+    def batch_chat_sync(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult] | BatchChatResult:
         raise NotImplementedError
 
     def tokenize_sync(self, text: str, add_special_tokens: bool) -> list[int]:

@@ -513,6 +513,17 @@ class ChatResult:
 
 
 @dataclass(slots=True)
+class BatchChatResult:
+    """What a provider's ``batch_chat`` may return instead of a plain list: the results in request order and how
+    the backend ran them. ``mode`` is ``"batched"`` (decoded together) or ``"sequential"`` (one after another);
+    ``reason`` says why, for the response's ``batching`` field."""
+
+    results: list[ChatResult]
+    mode: str = "batched"
+    reason: str = ""
+
+
+@dataclass(slots=True)
 class EmbeddingResult:
     vectors: list[list[float]]
     prompt_tokens: int

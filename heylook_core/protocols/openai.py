@@ -36,7 +36,7 @@ from heylook_core.streaming import (
     is_ping,
     sse,
 )
-from heylook_core.types import BatchChatRequest, ChatRequest, CompletionRequest, Delta
+from heylook_core.types import BatchChatRequest, BatchChatResult, ChatRequest, CompletionRequest, Delta
 
 if TYPE_CHECKING:
     from heylook_core.server import Server
@@ -234,16 +234,26 @@ async def batch_chat(body: BatchChatRequest, http: Request) -> Response:
     created = int(time.time())
     cancel = CancelToken()
     request_id = request_id_of(http)
+    batching: dict[str, str] | None = None
     try:
         if native:
             async with server.router.acquire(slot) as provider:
-                results = await provider.batch_chat(body, cancel)
+                answer = await provider.batch_chat(body, cancel)
+            if isinstance(answer, BatchChatResult):
+                results = answer.results
+                batching = {"mode": answer.mode, "reason": answer.reason}
+            else:
+                results = answer
             for item, result in zip(body.requests, results, strict=True):
                 cut_at_stop(result, item.stop_list())  # the engine batch's own stops, made sure of
         else:  # a chat model without batching: run the requests one after another
             results = [await service.complete(item, request_id=request_id, headers=http.headers) for item in prepared]
+            batching = {"mode": "sequential", "reason": f"model '{slot.id}' does not batch; one after another"}
     finally:
         cancel.cancel()
     name = body.model or slot.id
     data = [chat_completion("chatcmpl-" + uuid.uuid4().hex, name, created, result) for result in results]
-    return JSONResponse({"object": "list", "model": name, "data": data})
+    answer_body: dict[str, object] = {"object": "list", "model": name, "data": data}
+    if batching is not None:
+        answer_body["batching"] = batching
+    return JSONResponse(answer_body)
