@@ -33,6 +33,10 @@ class MLXConfig(ProviderConfig):
     max_image_size: int = Field(default=1024, ge=28, description="longest image side in pixels; larger are resized")
     prefill_step_size: int = Field(default=2048, ge=16, description="prompt tokens processed per forward pass")
     batch_size: int = Field(default=32, ge=1, description="sequences decoded together by the batch endpoint")
+    batch_strategy: Literal["auto", "batched", "sequential"] = Field(
+        default="auto",
+        description="the batch endpoint: batched where measured faster than one at a time (auto), or always one way",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> MLXConfig:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from heylook_core import BadRequestError, CancelToken, HeylookError, ProviderError, ThreadedProvider
 from heylook_core.types import (
     BatchChatRequest,
+    BatchChatResult,
     ChatRequest,
     ChatResult,
     CompletionRequest,
@@ -36,6 +37,7 @@ class MLXProvider(ThreadedProvider):
     def __init__(self, model_id: str, config: Any) -> None:
         super().__init__(model_id, config)
         self.engine: Any = None
+        self.planner: Any = None  # heylook_mlx.batching.BatchPlanner (text models)
 
     def load_sync(self) -> None:
         if self.config.embedding:
@@ -47,13 +49,16 @@ class MLXProvider(ThreadedProvider):
 
             self.engine = VisionEngine(self.model_id, self.config)
         else:
+            from heylook_mlx.batching import BatchPlanner
             from heylook_mlx.text import TextEngine
 
             self.engine = TextEngine(self.model_id, self.config)
+            self.planner = BatchPlanner(self.engine)
         logger.info("model '%s' loaded from %s", self.model_id, self.config.model_path)
 
     def unload_sync(self) -> None:
         engine, self.engine = self.engine, None
+        self.planner = None
         if engine is not None:
             engine.close()
 
@@ -97,8 +102,10 @@ class MLXProvider(ThreadedProvider):
             raise BadRequestError("echo and suffix are not supported", param="echo" if request.echo else "suffix")
         return self._guarded(lambda: self.engine.complete(request, prompt, cancel))
 
-    def batch_chat_sync(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult]:
-        return self._call(self.engine.batch_chat, request, cancel)
+    def batch_chat_sync(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult] | BatchChatResult:
+        from heylook_mlx.batching import batch_chat
+
+        return self._call(batch_chat, self.engine, self.planner, request, cancel)
 
     def hidden_states_sync(self, request: HiddenStatesRequest) -> list[HiddenStates]:
         return self._call(self.engine.hidden_states, request)

@@ -1,5 +1,6 @@
-"""The mlx-lm engine: chat and completions through ``stream_generate``, batch chat through ``BatchGenerator``,
-hidden states of a chosen decoder layer, and prompt cache reuse across the turns of a conversation.
+"""The mlx-lm engine: chat and completions through ``stream_generate``, hidden states of a chosen decoder layer, and
+prompt cache reuse across the turns of a conversation. Batched generation (the batch endpoint, ``concurrency``) is in
+:mod:`heylook_mlx.batching`.
 
 Everything here runs on the model's one worker thread (see :class:`heylook_core.ThreadedProvider`).
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ import numpy as np
 from mlx_lm import load as mlx_load
 from mlx_lm import stream_generate
 from mlx_lm._version import __version__ as mlx_lm_version
-from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import (
     KVCache,
     LRUPromptCache,
@@ -35,13 +34,11 @@ from mlx_lm.models.cache import (
 )
 from mlx_lm.utils import _get_classes
 
-from heylook_core import BadRequestError, CancelToken, StopMatcher, TokenLogprob, Usage
+from heylook_core import BadRequestError, CancelToken, Usage
 from heylook_core.toolcalls import TaggedFormat, delegated_format, detect_format, template_supports_tools
 from heylook_core.types import (
-    BatchChatRequest,
     ChatMessage,
     ChatRequest,
-    ChatResult,
     CompletionRequest,
     Delta,
     HiddenStates,
@@ -136,21 +133,6 @@ def resolve_model_path(value: str) -> str:
     if looks_local:
         raise FileNotFoundError(f"model folder '{value}' does not exist")
     return value
-
-
-@dataclass
-class _Sequence:
-    """One request of a batch while it decodes."""
-
-    request: ChatRequest
-    prompt_tokens: int
-    detokenizer: Any
-    stopper: StopMatcher
-    reader: LogprobReader | None
-    text: list[str] = field(default_factory=list)
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-    tokens: int = 0
-    finish_reason: str | None = None
 
 
 class TextEngine:
@@ -390,84 +372,6 @@ class TextEngine:
             top_logprobs=request.logprobs or 0,
             param="prompt",
         )
-
-    # -- batch ---------------------------------------------------------------------------------------------------
-
-    def batch_chat(self, request: BatchChatRequest, cancel: CancelToken) -> list[ChatResult]:
-        prompts = [self.chat_tokens(item) for item in request.requests]
-        limits = [item.max_tokens or self.config.max_tokens_default for item in request.requests]
-        for index, (tokens, limit) in enumerate(zip(prompts, limits, strict=True)):
-            self._check_length(tokens, limit, f"requests[{index}].messages")
-        seeds = [item.seed for item in request.requests if item.seed is not None]
-        if seeds:
-            mx.random.seed(seeds[0] & 0xFFFFFFFF)
-        generator = BatchGenerator(
-            self.model,
-            stop_tokens=[[token] for token in self.tokenizer.eos_token_ids],
-            completion_batch_size=self.config.batch_size,
-            prefill_batch_size=min(8, self.config.batch_size),
-            prefill_step_size=self.config.prefill_step_size,
-            max_kv_size=self.config.max_kv_size,
-        )
-        sequences: dict[int, _Sequence] = {}
-        try:
-            caches = [self._model_cache(self.model) for _ in prompts] if self.config.max_kv_size else None
-            uids = generator.insert(
-                prompts,
-                max_tokens=limits,
-                caches=caches,
-                samplers=[sampler_for(item) for item in request.requests],
-                logits_processors=[processors_for(item, self.vocab_size) for item in request.requests],
-            )
-            for uid, item, tokens in zip(uids, request.requests, prompts, strict=True):
-                reader = LogprobReader(self.tokenizer, item.top_logprobs or 0) if item.logprobs else None
-                sequences[uid] = _Sequence(
-                    item, len(tokens), self.tokenizer.detokenizer, StopMatcher(item.stop_list()), reader
-                )
-            active = set(uids)
-            while active and not cancel.cancelled:
-                responses = generator.next_generated()
-                if not responses:
-                    break
-                for response in responses:
-                    sequence = sequences[response.uid]
-                    if response.uid not in active:
-                        continue
-                    if response.finish_reason == "stop":  # an end token: not part of the text
-                        sequence.tokens += 0
-                    else:
-                        sequence.tokens += 1
-                        sequence.detokenizer.add_token(response.token)
-                        if sequence.reader is not None:
-                            sequence.logprobs.append(sequence.reader.read(response.token, response.logprobs))
-                        emit, stopped = sequence.stopper.feed(sequence.detokenizer.last_segment)
-                        sequence.text.append(emit)
-                        if stopped:
-                            sequence.finish_reason = "stop"
-                            active.discard(response.uid)
-                            generator.remove([response.uid])
-                            continue
-                    if response.finish_reason is not None:
-                        sequence.finish_reason = response.finish_reason
-                        active.discard(response.uid)
-        finally:
-            generator.close()
-        results = []
-        for uid in sorted(sequences):
-            sequence = sequences[uid]
-            if sequence.finish_reason != "stop" or not sequence.stopper.stops:
-                sequence.detokenizer.finalize()
-                emit, _ = sequence.stopper.feed(sequence.detokenizer.last_segment)
-                sequence.text.append(emit + sequence.stopper.flush())
-            results.append(
-                ChatResult(
-                    text="".join(sequence.text),
-                    logprobs=sequence.logprobs if sequence.reader is not None else None,
-                    finish_reason=sequence.finish_reason or "length",
-                    usage=Usage(prompt_tokens=sequence.prompt_tokens, completion_tokens=sequence.tokens),
-                )
-            )
-        return results
 
     # -- hidden states -------------------------------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ def server(
     folder = tmp_path_factory.mktemp("server")
     config = f"""\
 default_model = "tiny"
-max_loaded_models = 12
+max_loaded_models = 16
 
 [[models]]
 id = "tiny"
@@ -95,6 +95,21 @@ provider = "mlx"
 model_path = "{text_model}"
 prompt_cache_size = 0
 hidden_layer_default = 0
+
+[[models]]
+id = "tiny-batched"
+provider = "mlx"
+[models.config]
+model_path = "{text_model}"
+batch_strategy = "batched"
+
+[[models]]
+id = "tiny-sequential"
+provider = "mlx"
+[models.config]
+model_path = "{text_model}"
+batch_strategy = "sequential"
+prompt_cache_size = 0
 
 [[models]]
 id = "tiny-think"

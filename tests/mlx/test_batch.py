@@ -80,3 +80,50 @@ def test_batch_rejects_streaming_and_unsupported_parameters(server: ServerProces
             timeout=60,
         )
         assert response.status_code == 400, bad
+
+
+SYSTEM = {"role": "system", "content": "You are a careful assistant who answers in one short sentence. " * 3}
+
+
+def test_batched_and_sequential_strategies_give_the_same_results(server: ServerProcess, eos_id: int) -> None:
+    requests = [
+        {"messages": [SYSTEM, {"role": "user", "content": p}], "max_tokens": n, "temperature": 0}
+        for p, n in zip(PROMPTS, [14, 6, 20, 9], strict=True)
+    ]
+    requests[1]["logit_bias"] = {str(eos_id): -100}
+    requests += [
+        {"messages": [SYSTEM, {"role": "user", "content": PROMPTS[0]}], "max_tokens": 12, "temperature": 1.5, "seed": s}
+        for s in (7, 8)
+    ]
+    batched = batch(server, requests, model="tiny-batched")
+    sequential = batch(server, requests, model="tiny-sequential")
+    assert batched["batching"] == {"mode": "batched", "reason": "batch_strategy = 'batched'"}
+    assert sequential["batching"] == {"mode": "sequential", "reason": "batch_strategy = 'sequential'"}
+
+    def outcome(answer: dict) -> list[tuple[str, str, int, int]]:
+        return [
+            (
+                item["choices"][0]["message"]["content"],
+                item["choices"][0]["finish_reason"],
+                item["usage"]["prompt_tokens"],
+                item["usage"]["completion_tokens"],
+            )
+            for item in answer["data"]
+        ]
+
+    assert outcome(batched) == outcome(sequential)
+    # the system prompt all of them share was processed once, for the batch
+    assert all(item["usage"]["prompt_tokens_details"]["cached_tokens"] > 20 for item in batched["data"])
+    texts = [text for text, *_ in outcome(batched)]
+    assert texts[4] != texts[5]  # each request its own seed, each as a request alone with that seed gives it
+    url = server.base_url + "/chat/completions"
+    alone = [httpx.post(url, json={"model": "tiny-nocache", **item}, timeout=60).json() for item in requests]
+    assert texts == [answer["choices"][0]["message"]["content"] for answer in alone]
+
+
+def test_auto_strategy_says_what_it_chose(server: ServerProcess) -> None:
+    request = {"messages": [{"role": "user", "content": PROMPTS[0]}], "max_tokens": 2, "temperature": 0}
+    many = batch(server, [request] * 3)["batching"]
+    assert many["mode"] in ("batched", "sequential")
+    assert "batched decoding of 3 sequences measured" in many["reason"]
+    assert batch(server, [request])["batching"] == {"mode": "sequential", "reason": "a single request"}

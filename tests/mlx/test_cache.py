@@ -15,7 +15,8 @@ def chat(client: openai.OpenAI, model: str, messages: list, max_tokens: int = 12
 def test_second_turn_reuses_the_first(client: openai.OpenAI) -> None:
     first_turn = [{"role": "user", "content": "Tell me about the weather in Paris in the spring."}]
     first = chat(client, "tiny", first_turn)
-    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    # (earlier requests to this model, batch ones included, may have left the chat template's opening in the cache)
+    assert first.usage.prompt_tokens_details.cached_tokens < 8
     second_turn = first_turn + [
         {"role": "assistant", "content": first.choices[0].message.content},
         {"role": "user", "content": "And in Berlin?"},

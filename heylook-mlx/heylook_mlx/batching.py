@@ -1,0 +1,382 @@
+"""Batched generation on mlx-lm's ``BatchGenerator``: ``/v1/batch/chat/completions``.
+
+Everything that touches MLX runs on the model's worker thread (see :class:`heylook_core.ThreadedProvider`).
+
+Per-sequence parameters. Each sequence has its own sampler, logits processors (penalties, ``logit_bias``),
+``max_tokens``, stop handling and log-probability reading. Unseeded sequences with the same sampling parameters
+share one sampler object, so the generator samples them in one call; a seeded sequence draws from its own random
+key (:class:`SeededSampler`), so its text does not depend on what else is in the batch and equals what the
+one-at-a-time path gives for that seed.
+
+The batch endpoint (:func:`batch_chat`). On some devices batched decoding is slower per token than decoding the
+requests one after another (mlx's CPU backend on Linux multiplies matrices with reference BLAS: 8 rows cost about
+8 times one). :class:`BatchPlanner` measures a few decode steps of the model at one sequence and at the batch's
+width, once per width, and runs the requests batched only where that measured speedup is at least
+``BATCH_GAIN``; otherwise one after another, each with the prompt cache, as separate requests would. The response's
+``batching`` field says which, and why. Batched, the prompt prefix that every request shares (a system prompt) is
+processed once and copied into each sequence, and the prompts join the generator shortest first so that each prefill
+chunk pads little.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import mlx.core as mx
+from mlx_lm.generate import BatchGenerator
+from mlx_lm.models.cache import make_prompt_cache
+from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, greedy_sampler
+
+from heylook_core import CancelToken, StopMatcher, TokenLogprob, Usage
+from heylook_core.types import (
+    BatchChatRequest,
+    BatchChatResult,
+    ChatRequest,
+    ChatResult,
+    SamplingParams,
+)
+from heylook_mlx.sampling import LogprobReader, processors_for, sampler_for
+
+if TYPE_CHECKING:
+    from heylook_mlx.text import TextEngine
+
+logger = logging.getLogger(__name__)
+
+BATCH_GAIN = 1.2  # auto: batch only where batched decoding measured at least this much faster than one at a time
+SHARED_PREFIX_MIN = 8  # a prefix every prompt of a batch shares is processed once when it is at least this long
+PLAN_CONTEXT = 16  # tokens of context in the decode steps the planner times
+
+
+# -- samplers --------------------------------------------------------------------------------------------------------
+
+
+class SeededSampler:
+    """mlx-lm's sampler chain (top-p, min-p, top-k, then temperature) drawing from its own random key.
+
+    Its draws are those that ``mx.random.seed(seed)`` followed by sampling alone gives (the one-at-a-time path), so a
+    seeded request's text does not depend on the other sequences of its batch.
+    """
+
+    def __init__(self, request: SamplingParams, temperature: float) -> None:
+        assert request.seed is not None
+        self.temperature = temperature
+        self.top_p = request.top_p if request.top_p is not None else 0.0
+        self.min_p = request.min_p or 0.0
+        self.top_k = request.top_k or 0
+        self.key = mx.random.key(request.seed & 0xFFFFFFFF)
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        if 0 < self.top_p < 1.0:
+            logprobs = apply_top_p(logprobs, self.top_p)
+        if self.min_p != 0.0:
+            logprobs = apply_min_p(logprobs, self.min_p, 1)
+        if self.top_k > 0:
+            logprobs = apply_top_k(logprobs, self.top_k)
+        self.key, subkey = mx.random.split(self.key)
+        return mx.random.categorical(logprobs * (1.0 / self.temperature), key=subkey)
+
+
+class Samplers:
+    """The samplers of one generator's sequences: greedy and each unseeded parameter set shared, seeded ones own."""
+
+    def __init__(self) -> None:
+        self._shared: dict[tuple[float, float, float, int], Any] = {}
+
+    def __call__(self, request: SamplingParams) -> Any:
+        temperature = 1.0 if request.temperature is None else request.temperature
+        if temperature == 0:
+            return greedy_sampler
+        if request.seed is not None:
+            return SeededSampler(request, temperature)
+        key = (temperature, request.top_p or 0.0, request.min_p or 0.0, request.top_k or 0)
+        sampler = self._shared.get(key)
+        if sampler is None:
+            sampler = self._shared[key] = sampler_for(request)
+        return sampler
+
+
+# -- shared pieces ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Sequence:
+    """One request while the generator decodes it: its detokenizer, counts and log-probability reader."""
+
+    prompt_tokens: int
+    cached_tokens: int | None
+    detokenizer: Any
+    reader: LogprobReader | None
+    tokens: int = 0  # generated tokens, an end token excluded
+
+    def read(self, response: Any) -> tuple[str, list[TokenLogprob] | None]:
+        """The text (and log-probabilities) that one of the generator's responses adds."""
+        detokenizer = self.detokenizer
+        if response.finish_reason == "stop":  # an end token: not part of the text
+            detokenizer.finalize()
+            return detokenizer.last_segment, None
+        self.tokens += 1
+        detokenizer.add_token(response.token)
+        if response.finish_reason is not None:
+            detokenizer.finalize()
+        entries = [self.reader.read(response.token, response.logprobs)] if self.reader is not None else None
+        return detokenizer.last_segment, entries
+
+    def usage(self) -> Usage:
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.tokens, cached_tokens=self.cached_tokens)
+
+
+def _reuses_cache(engine: TextEngine) -> bool:
+    """Whether batched sequences may start from and leave snapshots in the prompt cache.
+
+    Not with a draft model (its snapshots hold the draft's layers too) nor a quantized KV cache (quantized layers do not
+    batch); the batch then starts from fresh caches and leaves nothing behind.
+    """
+    return engine.prompt_cache is not None and engine.draft_model is None and engine.config.kv_bits is None
+
+
+def _fetch(engine: TextEngine, tokens: list[int]) -> tuple[list[Any], list[int]]:
+    if _reuses_cache(engine):
+        return engine._fetch_cache(tokens)
+    return engine._model_cache(engine.model), tokens
+
+
+def _store(engine: TextEngine, cache: list[Any] | None, tokens: list[int] | None) -> None:
+    if cache and tokens and _reuses_cache(engine):
+        engine._store_cache(cache, list(tokens))
+
+
+def _generator(engine: TextEngine, size: int) -> BatchGenerator:
+    return BatchGenerator(
+        engine.model,
+        stop_tokens=[[token] for token in engine.tokenizer.eos_token_ids],
+        completion_batch_size=size,
+        prefill_batch_size=min(8, size),
+        prefill_step_size=engine.config.prefill_step_size,
+        max_kv_size=engine.config.max_kv_size,
+    )
+
+
+def batchable(engine: TextEngine) -> bool:
+    """Whether every layer cache of the model can join a batch (mlx-lm merges caches that have ``merge``)."""
+    return all(hasattr(cache, "merge") for cache in make_prompt_cache(engine.model))
+
+
+def _common_prefix(prompts: list[list[int]]) -> int:
+    """The length of the prefix all prompts share, leaving each at least one token to process."""
+    first = prompts[0]
+    limit = min(len(prompt) for prompt in prompts) - 1
+    length = 0
+    while length < limit and all(prompt[length] == first[length] for prompt in prompts):
+        length += 1
+    return length
+
+
+def _prefill(engine: TextEngine, cache: list[Any], tokens: list[int]) -> None:
+    step = engine.config.prefill_step_size
+    for start in range(0, len(tokens), step):
+        engine.model(mx.array(tokens[start : start + step])[None], cache=cache)
+        mx.eval([entry.state for entry in cache])
+
+
+def _starts(engine: TextEngine, prompts: list[list[int]]) -> list[tuple[list[Any], list[int]]]:
+    """Each prompt's starting cache and the tokens still to process: from the prompt cache, or from one copy per
+    prompt of the prefix all of them share, processed once, whichever covers more."""
+    starts = [_fetch(engine, tokens) for tokens in prompts]
+    common = _common_prefix(prompts) if len(prompts) > 1 else 0
+    if common < SHARED_PREFIX_MIN:
+        return starts
+    short = [index for index, (_, rest) in enumerate(starts) if len(prompts[index]) - len(rest) < common]
+    if len(short) < 2:
+        return starts
+    prefix = prompts[0][:common]
+    shared, rest = _fetch(engine, prefix + prompts[0][common : common + 1])  # (the fetch leaves one token to do)
+    cached = len(prefix) + 1 - len(rest)
+    _prefill(engine, shared, prefix[cached:])
+    for index in short:
+        starts[index] = (copy.deepcopy(shared), prompts[index][common:])
+    return starts
+
+
+# -- the batch endpoint ----------------------------------------------------------------------------------------------
+
+
+class BatchPlanner:
+    """Whether the batch endpoint decodes its requests together (``batch_strategy``; ``auto`` measures it).
+
+    ``auto`` times a few decode steps of the model at one sequence and at the batch's width (a context of
+    ``PLAN_CONTEXT`` tokens, steps alternating, best of each), once per width for the life of the loaded model.
+    """
+
+    def __init__(self, engine: TextEngine) -> None:
+        self.engine = engine
+        self.speedups: dict[int, float] = {}
+        self.batchable = batchable(engine)
+
+    def plan(self, count: int) -> tuple[str, str]:
+        """``("batched" | "sequential", why)`` for a batch of ``count`` requests."""
+        config = self.engine.config
+        strategy = config.batch_strategy
+        if not self.batchable:
+            return "sequential", "the model's cache types do not batch in mlx-lm"
+        if strategy == "batched":
+            return "batched", "batch_strategy = 'batched'"
+        if strategy == "sequential":
+            return "sequential", "batch_strategy = 'sequential'"
+        if count == 1:
+            return "sequential", "a single request"
+        if config.kv_bits is not None:
+            return "sequential", "mlx-lm's batched decoding does not quantize the KV cache (kv_bits)"
+        width = min(count, config.batch_size)
+        speedup = self.speedups.get(width)
+        if speedup is None:
+            speedup = self.speedups[width] = self.measure(width)
+            logger.info("model '%s': batched decoding of %d sequences: %.2fx", self.engine.model_id, width, speedup)
+        measured = f"batched decoding of {width} sequences measured {speedup:.2f}x the tokens/s of one at a time"
+        if speedup >= BATCH_GAIN:
+            return "batched", measured
+        return "sequential", f"{measured} on this model and device (batching needs {BATCH_GAIN}x)"
+
+    def measure(self, width: int, rounds: int = 3) -> float:
+        """Tokens/s of batched decoding at ``width`` sequences over tokens/s at one."""
+        engine = self.engine
+        model = engine.model
+        base = engine._model_cache(model)
+        _prefill(engine, base, [0] * PLAN_CONTEXT)
+        single = copy.deepcopy(base)
+        batch = [entry.merge([copy.deepcopy(entry) for _ in range(width)]) for entry in base]
+
+        def step(cache: list[Any], rows: int) -> float:
+            started = time.perf_counter()
+            logits = model(mx.zeros((rows, 1), dtype=mx.int32), cache=cache)
+            mx.eval(mx.argmax(logits[:, -1, :], axis=-1))
+            return time.perf_counter() - started
+
+        step(single, 1)
+        step(batch, width)
+        one = many = float("inf")
+        for _ in range(rounds):
+            one = min(one, step(single, 1))
+            many = min(many, step(batch, width))
+        return width * one / many
+
+
+def batch_chat(engine: TextEngine, planner: BatchPlanner, request: BatchChatRequest, cancel: CancelToken) -> Any:
+    """The batch endpoint's results, in request order, batched or one after another as ``planner`` decides."""
+    items = request.requests
+    prompts = [engine.chat_tokens(item) for item in items]
+    limits = [item.max_tokens or engine.config.max_tokens_default for item in items]
+    for index, (tokens, limit) in enumerate(zip(prompts, limits, strict=True)):
+        engine._check_length(tokens, limit, f"requests[{index}].messages")
+    mode, reason = planner.plan(len(items))
+    if mode == "batched":
+        results = _batched(engine, items, prompts, limits, cancel)
+    else:
+        results = [_one(engine, item, tokens, cancel) for item, tokens in zip(items, prompts, strict=True)]
+    return BatchChatResult(results, mode=mode, reason=reason)
+
+
+def _one(engine: TextEngine, item: ChatRequest, tokens: list[int], cancel: CancelToken) -> ChatResult:
+    """One request of a batch through the one-at-a-time path (the prompt cache, a draft model, KV quantization)."""
+    token = CancelToken()
+    stopper = StopMatcher(item.stop_list())
+    text: list[str] = []
+    logprobs: list[TokenLogprob] = []
+    result = ChatResult(usage=Usage(prompt_tokens=len(tokens)))
+    stopped = False
+    deltas = engine.generate(
+        tokens, item, token, logprobs=bool(item.logprobs), top_logprobs=item.top_logprobs or 0, param="messages"
+    )
+    for delta in deltas:
+        if cancel.cancelled:
+            token.stop()
+        if delta.text and not stopped:
+            emit, stopped = stopper.feed(delta.text)
+            text.append(emit)
+            if stopped:
+                token.stop()
+        if delta.logprobs and not stopped:
+            logprobs.extend(delta.logprobs)
+        if delta.finish_reason is not None:
+            result.finish_reason = "stop" if stopped else delta.finish_reason
+            result.usage = delta.usage or result.usage
+    if not stopped:
+        text.append(stopper.flush())
+    result.text = "".join(text)
+    result.logprobs = logprobs if item.logprobs else None
+    return result
+
+
+@dataclass(eq=False)
+class _Entry:
+    """A batch endpoint request in the generator."""
+
+    index: int
+    sequence: _Sequence
+    stopper: StopMatcher
+    text: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+def _batched(
+    engine: TextEngine, items: list[ChatRequest], prompts: list[list[int]], limits: list[int], cancel: CancelToken
+) -> list[ChatResult]:
+    starts = _starts(engine, prompts)
+    order = sorted(range(len(items)), key=lambda index: len(starts[index][1]))  # shortest first: less padding
+    samplers = Samplers()
+    generator = _generator(engine, engine.config.batch_size)
+    entries: dict[int, _Entry] = {}
+    try:
+        uids = generator.insert(
+            [starts[index][1] for index in order],
+            max_tokens=[limits[index] for index in order],
+            caches=[starts[index][0] for index in order],
+            all_tokens=[prompts[index][: len(prompts[index]) - len(starts[index][1])] for index in order],
+            samplers=[samplers(items[index]) for index in order],
+            logits_processors=[processors_for(items[index], engine.vocab_size) for index in order],
+        )
+        for uid, index in zip(uids, order, strict=True):
+            item, tokens = items[index], prompts[index]
+            cached = len(tokens) - len(starts[index][1]) if engine.prompt_cache is not None else None
+            reader = LogprobReader(engine.tokenizer, item.top_logprobs or 0) if item.logprobs else None
+            sequence = _Sequence(len(tokens), cached, engine.tokenizer.detokenizer, reader)
+            entries[uid] = _Entry(index, sequence, StopMatcher(item.stop_list()))
+        active = set(uids)
+        while active and not cancel.cancelled:
+            responses = generator.next_generated()
+            if not responses:
+                break
+            for response in responses:
+                entry = entries[response.uid]
+                if response.uid not in active:
+                    continue
+                text, read = entry.sequence.read(response)
+                if read:
+                    entry.logprobs.extend(read)
+                emit, stopped = entry.stopper.feed(text)
+                entry.text.append(emit)
+                if stopped:
+                    entry.finish_reason = "stop"
+                    active.discard(response.uid)
+                    for cache, tokens in generator.remove([response.uid], return_prompt_caches=True).values():
+                        _store(engine, cache, tokens)
+                elif response.finish_reason is not None:
+                    entry.finish_reason = response.finish_reason
+                    entry.text.append(entry.stopper.flush())
+                    active.discard(response.uid)
+                    _store(engine, response.prompt_cache, response.all_tokens)
+    finally:
+        generator.close()
+    results: list[ChatResult] = [ChatResult() for _ in items]
+    for entry in entries.values():
+        results[entry.index] = ChatResult(
+            text="".join(entry.text),
+            logprobs=entry.logprobs if entry.sequence.reader is not None else None,
+            finish_reason=entry.finish_reason or "length",
+            usage=entry.sequence.usage(),
+        )
+    return results
