@@ -1,4 +1,5 @@
-"""Batched generation on mlx-lm's ``BatchGenerator``: ``/v1/batch/chat/completions``.
+"""Batched generation on mlx-lm's ``BatchGenerator``: ``/v1/batch/chat/completions``, and continuous batching of
+concurrent chat and completion requests when a model's ``concurrency`` is above 1.
 
 Everything that touches MLX runs on the model's worker thread (see :class:`heylook_core.ThreadedProvider`).
 
@@ -16,13 +17,23 @@ width, once per width, and runs the requests batched only where that measured sp
 ``batching`` field says which, and why. Batched, the prompt prefix that every request shares (a system prompt) is
 processed once and copied into each sequence, and the prompts join the generator shortest first so that each prefill
 chunk pads little.
+
+Continuous batching (:class:`Batcher`). Requests join the running generator between decode steps and leave it when
+they finish, when the core stops them (a stop sequence: ``cancel.stop()``, ended with the usage) or when their client
+goes away (``cancel.cancel()``, dropped). Each request starts from the prompt cache like a one-at-a-time request and
+leaves its KV cache there when it ends. The generator runs on the worker thread in slices of at most ``SLICE_S``, so
+the model's other calls (tokenize, hidden states, the batch endpoint) run between slices; each step's tokens cross to
+the event loop in one hand-off.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,23 +42,28 @@ from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, greedy_sampler
 
-from heylook_core import CancelToken, StopMatcher, TokenLogprob, Usage
+from heylook_core import CancelToken, HeylookError, ServiceUnavailableError, StopMatcher, TokenLogprob, Usage
+from heylook_core.runner import WorkerFailedError
 from heylook_core.types import (
     BatchChatRequest,
     BatchChatResult,
     ChatRequest,
     ChatResult,
+    CompletionRequest,
+    Delta,
     SamplingParams,
 )
 from heylook_mlx.sampling import LogprobReader, processors_for, sampler_for
 
 if TYPE_CHECKING:
+    from heylook_core import ModelWorker
     from heylook_mlx.text import TextEngine
 
 logger = logging.getLogger(__name__)
 
 BATCH_GAIN = 1.2  # auto: batch only where batched decoding measured at least this much faster than one at a time
 SHARED_PREFIX_MIN = 8  # a prefix every prompt of a batch shares is processed once when it is at least this long
+SLICE_S = 0.05  # continuous batching: seconds of decode steps per worker call
 PLAN_CONTEXT = 16  # tokens of context in the decode steps the planner times
 
 
@@ -380,3 +396,239 @@ def _batched(
             usage=entry.sequence.usage(),
         )
     return results
+
+
+# -- continuous batching ---------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Seat:
+    """One streamed request in the continuous batch."""
+
+    request: ChatRequest | CompletionRequest
+    make_tokens: Callable[[], list[int]]
+    logprobs: bool
+    top_logprobs: int
+    param: str
+    cancel: CancelToken
+    queue: asyncio.Queue[Delta | BaseException]
+    sequence: _Sequence | None = None
+
+
+_Out = list[tuple[_Seat, "Delta | BaseException"]]
+
+
+class Batcher:
+    """Continuous batching of one text model's concurrent requests, up to ``size`` at once.
+
+    :meth:`generate` is called on the event loop; the generator lives on the model's worker thread, driven by one
+    task per busy period that runs :meth:`_slice` there until no request is left.
+    """
+
+    def __init__(
+        self,
+        engine: TextEngine,
+        worker: ModelWorker,
+        size: int,
+        wrap_error: Callable[[Exception], HeylookError],
+        stall_timeout: float | None = None,
+    ) -> None:
+        self.engine = engine
+        self.worker = worker
+        self.size = size
+        self.wrap_error = wrap_error
+        self.stall_timeout = stall_timeout
+        self.failure: str | None = None  # why the batch wedged; the router then reloads the model
+        self._incoming: deque[_Seat] = deque()  # appended on the event loop, taken on the worker thread
+        self._open: set[_Seat] = set()  # event loop: seats whose stream has not ended
+        self._driver: asyncio.Task[None] | None = None
+        self._closed = False
+        # worker thread only
+        self._generator: BatchGenerator | None = None
+        self._samplers = Samplers()
+        self._seats: dict[int, _Seat] = {}
+
+    # -- event loop side ---------------------------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        make_tokens: Callable[[], list[int]],
+        request: ChatRequest | CompletionRequest,
+        cancel: CancelToken,
+        *,
+        logprobs: bool,
+        top_logprobs: int,
+        param: str,
+    ) -> AsyncIterator[Delta]:
+        """The deltas of one request, decoded with the others in flight; ``make_tokens`` runs on the worker."""
+        if self._closed:
+            raise ServiceUnavailableError(f"model '{self.engine.model_id}' is unloading; retry", retry_after=1)
+        loop = asyncio.get_running_loop()
+        seat = _Seat(request, make_tokens, logprobs, top_logprobs, param, cancel, asyncio.Queue())
+        self._open.add(seat)
+        self._incoming.append(seat)
+        if self._driver is None:
+            self._driver = loop.create_task(self._drive(loop), name=f"heylook-batch-{self.engine.model_id}")
+        try:
+            while True:
+                item = await seat.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            self._open.discard(seat)
+            cancel.cancel()  # a consumer that stopped early: the worker drops the sequence at its next step
+
+    async def _drive(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while not self._closed:
+                call = self.worker.call(self._slice, loop)
+                try:
+                    active = await (asyncio.wait_for(call, self.stall_timeout) if self.stall_timeout else call)
+                except asyncio.TimeoutError:
+                    self.failure = f"its batch produced nothing for {self.stall_timeout:g} s (stall_timeout_s)"
+                    logger.error("model '%s': %s; the next request reloads it", self.engine.model_id, self.failure)
+                    self._fail(WorkerFailedError(f"model '{self.engine.model_id}' failed: {self.failure}"))
+                    return
+                except HeylookError as error:
+                    self._fail(error)
+                    return
+                except Exception as error:
+                    self._fail(self.wrap_error(error))
+                    return
+                if not active and not self._incoming:
+                    return
+        finally:
+            self._driver = None
+
+    def _fail(self, error: BaseException) -> None:
+        self._incoming.clear()
+        for seat in list(self._open):
+            seat.queue.put_nowait(error)
+
+    @staticmethod
+    def _deliver(out: _Out) -> None:
+        for seat, item in out:
+            seat.queue.put_nowait(item)
+
+    def close(self) -> None:
+        """The model is unloading: requests still open fail, new ones are refused."""
+        self._closed = True
+        self._fail(ServiceUnavailableError(f"model '{self.engine.model_id}' was unloaded; retry", retry_after=1))
+
+    # -- worker thread side ------------------------------------------------------------------------------------------
+
+    def _slice(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Admit, step and hand off for up to ``SLICE_S``; returns how many sequences are still running."""
+        deadline = time.perf_counter() + SLICE_S
+        try:
+            while True:
+                out: _Out = []
+                self._admit(out)
+                self._leave(out)
+                if not self._seats:
+                    self._send(loop, out)
+                    self.reset()
+                    return 0
+                assert self._generator is not None
+                _, responses = self._generator.next()
+                for response in responses:
+                    self._emit(response, out)
+                self._send(loop, out)
+                if time.perf_counter() >= deadline:
+                    return len(self._seats)
+        except BaseException:
+            self.reset()
+            raise
+
+    def _send(self, loop: asyncio.AbstractEventLoop, out: _Out) -> None:
+        if out:
+            try:
+                loop.call_soon_threadsafe(self._deliver, out)
+            except RuntimeError:  # the loop is closed: the server is stopping and nobody reads
+                pass
+
+    def _admit(self, out: _Out) -> None:
+        engine = self.engine
+        new: list[tuple[_Seat, list[int], list[Any], list[int], int, list[Any]]] = []
+        while self._incoming:
+            seat = self._incoming.popleft()
+            if seat.cancel.cancelled:  # stopped or gone before it started
+                if not seat.cancel.gone:
+                    out.append((seat, Delta(finish_reason="stop", usage=Usage())))
+                continue
+            try:
+                tokens = seat.make_tokens()
+                limit = seat.request.max_tokens or engine.config.max_tokens_default
+                engine._check_length(tokens, limit, seat.param)
+                processors = processors_for(seat.request, engine.vocab_size)
+                cache, rest = _fetch(engine, tokens)
+            except HeylookError as error:
+                out.append((seat, error))
+                continue
+            except Exception as error:
+                out.append((seat, self.wrap_error(error)))
+                continue
+            reader = LogprobReader(engine.tokenizer, seat.top_logprobs) if seat.logprobs else None
+            cached = len(tokens) - len(rest) if engine.prompt_cache is not None else None
+            seat.sequence = _Sequence(len(tokens), cached, engine.tokenizer.detokenizer, reader)
+            new.append((seat, tokens, cache, rest, limit, processors))
+        if not new:
+            return
+        if self._generator is None:
+            self._generator = _generator(engine, self.size)
+            self._samplers = Samplers()
+        uids = self._generator.insert(
+            [rest for _, _, _, rest, _, _ in new],
+            max_tokens=[limit for *_, limit, _ in new],
+            caches=[cache for _, _, cache, _, _, _ in new],
+            all_tokens=[tokens[: len(tokens) - len(rest)] for _, tokens, _, rest, _, _ in new],
+            samplers=[self._samplers(seat.request) for seat, *_ in new],
+            logits_processors=[processors for *_, processors in new],
+        )
+        for uid, (seat, *_) in zip(uids, new, strict=True):
+            self._seats[uid] = seat
+
+    def _leave(self, out: _Out) -> None:
+        """Take out the sequences whose request was stopped (ended with its usage) or whose client went away."""
+        done = [uid for uid, seat in self._seats.items() if seat.cancel.cancelled]
+        if not done or self._generator is None:
+            return
+        caches = self._generator.remove(done, return_prompt_caches=True)
+        for uid in done:
+            seat = self._seats.pop(uid)
+            sequence = seat.sequence
+            assert sequence is not None
+            if sequence.tokens and uid in caches:
+                _store(self.engine, *caches[uid])
+            if seat.cancel.gone:
+                logger.info("model '%s': request cancelled after %d tokens", self.engine.model_id, sequence.tokens)
+            else:
+                out.append((seat, Delta(finish_reason="stop", usage=sequence.usage())))
+
+    def _emit(self, response: Any, out: _Out) -> None:
+        seat = self._seats.get(response.uid)
+        if seat is None:
+            return
+        sequence = seat.sequence
+        assert sequence is not None
+        text, entries = sequence.read(response)
+        if text or entries:
+            out.append((seat, Delta(text=text, logprobs=entries)))
+        if response.finish_reason is not None:
+            del self._seats[response.uid]
+            _store(self.engine, response.prompt_cache, response.all_tokens)
+            out.append((seat, Delta(finish_reason=response.finish_reason, usage=sequence.usage())))
+
+    def reset(self) -> None:
+        """Drop the generator and its sequences (worker thread: after a failure, at the end of a busy period, at
+        unload)."""
+        generator, self._generator = self._generator, None
+        self._seats.clear()
+        if generator is not None:
+            try:
+                generator.close()
+            except Exception:
+                logger.exception("model '%s': closing the batch generator raised", self.engine.model_id)

@@ -37,6 +37,12 @@ class MLXConfig(ProviderConfig):
         default="auto",
         description="the batch endpoint: batched where measured faster than one at a time (auto), or always one way",
     )
+    concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="requests decoded together (continuous batching with mlx-lm's BatchGenerator); 1: one at a time",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> MLXConfig:
@@ -46,4 +52,12 @@ class MLXConfig(ProviderConfig):
             raise ValueError("'draft_model' and 'adapter_path' apply to text models (mlx-lm) only")
         if self.draft_model and self.kv_bits is not None:
             raise ValueError("'kv_bits' cannot be combined with 'draft_model' (mlx-lm speculative decoding)")
+        if self.concurrency > 1:
+            if self.vision or self.embedding:
+                raise ValueError("'concurrency' above 1 applies to text models (mlx-lm) only")
+            if self.draft_model or self.kv_bits is not None:
+                raise ValueError(
+                    "'concurrency' above 1 cannot be combined with 'draft_model' or 'kv_bits': mlx-lm's batched "
+                    "generation has no speculative decoding and does not quantize the KV cache"
+                )
         return self

@@ -95,6 +95,7 @@ SPEC = ProviderSpec(
     config_schema=MLXConfig,
     capabilities=capabilities,
     parameters=parameters,
+    max_concurrency=lambda config: config.concurrency,
     check=check,
     description="MLX: mlx-lm text models, mlx-vlm vision models, mlx-embeddings encoders",
 )

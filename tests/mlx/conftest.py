@@ -1,7 +1,8 @@
 """Fixtures for the MLX backend: tiny random models built at test time, MiniLM from PyPI, one shared server.
 
 The server runs ``heylookllm serve`` as a subprocess with a models.toml listing the tiny llama in several
-configurations, the tiny Qwen2-VL, MiniLM for embeddings and two entries that cannot load. Models load on first use.
+configurations (``tiny-c4`` batches up to 4 concurrent requests), the tiny Qwen2-VL, MiniLM for embeddings and two
+entries that cannot load. Models load on first use.
 """
 
 from __future__ import annotations
@@ -95,6 +96,13 @@ provider = "mlx"
 model_path = "{text_model}"
 prompt_cache_size = 0
 hidden_layer_default = 0
+
+[[models]]
+id = "tiny-c4"
+provider = "mlx"
+[models.config]
+model_path = "{text_model}"
+concurrency = 4
 
 [[models]]
 id = "tiny-batched"

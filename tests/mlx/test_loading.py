@@ -58,6 +58,10 @@ def test_config_schema() -> None:
         MLXConfig(model_path="x", vision=True, embedding=True)
     with pytest.raises(ValidationError):
         MLXConfig(model_path="x", kv_bits=1)
+    for other in ({"vision": True}, {"embedding": True}, {"draft_model": "y"}, {"kv_bits": 4}):
+        with pytest.raises(ValidationError, match="concurrency"):
+            MLXConfig(model_path="x", concurrency=2, **other)
+    assert MLXConfig(model_path="x", concurrency=1, kv_bits=4).concurrency == 1
 
 
 def test_doctor_reports_mlx() -> None:
