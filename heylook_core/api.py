@@ -124,6 +124,7 @@ def model_card(server: Server, slot: ModelSlot) -> dict[str, Any]:
         "aliases": entry.aliases,
         "capabilities": sorted(c.value for c in slot.model.capabilities),
         "parameters": sorted(slot.model.parameters),
+        "concurrency": slot.model.concurrency,  # requests the model runs at once
         "loaded": slot.state == "loaded",
         "state": slot.state,
         "pinned": entry.pinned,

@@ -52,6 +52,7 @@ def test_models_list_and_get(client: TestClient) -> None:
     assert card["owned_by"] == "heylook"
     assert card["aliases"] == ["echo"]
     assert "chat" in card["capabilities"]
+    assert card["concurrency"] == 1  # requests it runs at once (echo's default)
     assert card["loaded"] is False
     assert client.get("/v1/models/echo").json()["id"] == "echo-small"
     assert_error(client.get("/v1/models/missing"), 404, code="model_not_found")
