@@ -48,12 +48,19 @@ def split_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+BOS = 1  # the id tokenize_sync puts first with add_special_tokens; a text completion prompt counts it too
+
+
 def token_id(token: str) -> int:
     return zlib.crc32(token.encode("utf-8")) % 50_000
 
 
 class EchoProvider(ThreadedProvider):
     config: EchoConfig
+
+    def __init__(self, model_id: str, config: EchoConfig) -> None:
+        super().__init__(model_id, config)
+        self.vocabulary: dict[int, str] = {BOS: ""}  # the tokens tokenize_sync has seen, to read token-id prompts
 
     def load_sync(self) -> None:
         if self.config.load_delay_ms:
@@ -65,7 +72,11 @@ class EchoProvider(ThreadedProvider):
         pass
 
     def info(self) -> dict[str, object]:
-        return {"context_length": self.config.context_length}
+        return {
+            "context_length": self.config.context_length,
+            "embedding_dimensions": self.config.embedding_dim,
+            "embedding_normalized": True,
+        }
 
     # -- generation ------------------------------------------------------------------------------------------------
 
@@ -102,7 +113,10 @@ class EchoProvider(ThreadedProvider):
             logprobs = None
             if want_logprobs:
                 raw = list(token.encode("utf-8"))
-                logprobs = [TokenLogprob(token, 0.0, raw, [TopLogprob(token, 0.0, raw)] if top else [])]
+                alternatives = [TopLogprob(token, 0.0, raw)] + [
+                    TopLogprob(f"<alt{rank}>", -50.0 - rank, list(f"<alt{rank}>".encode())) for rank in range(1, top)
+                ]
+                logprobs = [TokenLogprob(token, 0.0, raw, alternatives if top else [])]
             yield Delta(text=token, logprobs=logprobs)
         # Stop sequences are the core's: it cuts the text and tells the engine to stop through ``cancel``.
         yield Delta(finish_reason=finish, usage=Usage(prompt_tokens, produced))
@@ -148,8 +162,14 @@ class EchoProvider(ThreadedProvider):
     def complete_sync(
         self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken
     ) -> Iterator[Delta]:
-        text = prompt if isinstance(prompt, str) else " ".join(str(t) for t in prompt)
-        prompt_tokens = len(split_tokens(text)) if isinstance(prompt, str) else len(prompt)
+        if isinstance(prompt, str):  # tokenized as tokenize_sync does by default: the BOS, then the words
+            text, prompt_tokens = prompt, len(split_tokens(prompt)) + 1
+        else:  # ids tokenize_sync gave are read back; others stand for themselves
+            parts: list[str] = []
+            for token in prompt:
+                known = self.vocabulary.get(token)
+                parts.append(known if known is not None else f"{' ' if any(parts) else ''}{token}")
+            text, prompt_tokens = "".join(parts), len(prompt)
         reply = split_tokens(text)
         if request.echo:
             yield Delta(text=text)
@@ -213,8 +233,10 @@ class EchoProvider(ThreadedProvider):
         return result
 
     def tokenize_sync(self, text: str, add_special_tokens: bool) -> list[int]:
-        ids = [token_id(t) for t in split_tokens(text)]
-        return [1, *ids] if add_special_tokens else ids
+        tokens = split_tokens(text)
+        ids = [token_id(t) for t in tokens]
+        self.vocabulary.update(zip(ids, tokens, strict=True))
+        return [BOS, *ids] if add_special_tokens else ids
 
     def transcribe_sync(self, audio: AudioInput, request: TranscriptionRequest) -> Transcription:
         duration = audio.duration
