@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-FLAWED = '''
+FLAWED = """
 import queue
 import random
 import threading
@@ -61,7 +61,7 @@ def register_providers(register):
             parameters=SAMPLING_PARAMETERS,
         )
     )
-'''
+"""
 
 CONFIG = """\
 max_loaded_models = 2
