@@ -2,8 +2,9 @@
 
 The upload is decoded (:mod:`heylook_core.audio`) into 16 kHz mono float32 before the model's provider sees it,
 under the server's limits (``max_body_bytes``: 413, ``max_audio_seconds``: 400). The model must list the
-``transcription`` (or ``translation``) capability; word timestamps need the ``word_timestamps`` parameter in its
-spec. The provider transcribes the whole clip (long audio included) and the route formats the result.
+``transcription`` (or ``translation``) capability; ``temperature`` and word timestamps need the ``temperature``
+and ``word_timestamps`` parameters in its spec. The provider transcribes the whole clip (long audio included) and
+the route formats the result.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ async def _transcribe(
             param="model",
             hint=f"its capabilities: {', '.join(sorted(c.value for c in model.capabilities)) or 'none'}",
         )
+    if request.temperature is not None and "temperature" not in model.parameters:
+        raise UnsupportedError(model.id, "the parameter 'temperature'", param="temperature", hint="remove it")
     if "word" in request.timestamp_granularities and "word_timestamps" not in model.parameters:
         raise UnsupportedError(
             model.id, "word timestamps", param="timestamp_granularities[]", hint="ask for 'segment' granularity only"

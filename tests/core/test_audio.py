@@ -75,6 +75,7 @@ def tone(seconds: float, suffix: str = "wav", *, channels: int = 1) -> bytes:
 
 
 def _chat_only_plugin() -> types.ModuleType:
+    from heylook_echo.config import EchoConfig
     from heylook_echo.provider import EchoProvider
 
     module = types.ModuleType("chat_only_plugin")
@@ -83,6 +84,14 @@ def _chat_only_plugin() -> types.ModuleType:
     def register_providers(register: Callable[[ProviderSpec], None]) -> None:
         register(
             ProviderSpec(name="chat_only", factory=lambda: EchoProvider, capabilities=frozenset({Capability.CHAT}))
+        )
+        register(
+            ProviderSpec(
+                name="stt_without_parameters",
+                factory=lambda: EchoProvider,
+                config_schema=EchoConfig,
+                capabilities=frozenset({Capability.TRANSCRIPTION}),
+            )
         )
 
     module.register_providers = register_providers  # type: ignore[attr-defined]
@@ -226,6 +235,19 @@ def test_word_timestamps_need_a_model_that_offers_them(client: TestClient) -> No
     )
     assert response.status_code == 400
     assert "model 'echo' does not support word timestamps" in response.json()["error"]["message"]
+
+
+def test_temperature_needs_a_model_that_honours_it(client: TestClient, tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[[models]]\nid = "plain-stt"\nprovider = "stt_without_parameters"\n')
+    server = build_server(config, extra_plugins=[("chat_only", _chat_only_plugin())])
+    with TestClient(create_app(server), base_url="http://127.0.0.1") as plain:
+        refused = post(plain, tone(1.0), model="plain-stt", temperature="0.2")
+        assert refused.status_code == 400
+        error = refused.json()["error"]
+        assert (error["param"], error["type"]) == ("temperature", "invalid_request_error")
+        assert "model 'plain-stt' does not support the parameter 'temperature'" in error["message"]
+        assert post(plain, tone(1.0), model="plain-stt").status_code == 200
+    assert post(client, tone(1.0), model="echo", temperature="0.2").status_code == 200  # echo honours it
 
 
 def test_bad_uploads_get_400_or_413(client: TestClient) -> None:
