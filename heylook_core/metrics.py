@@ -1,9 +1,9 @@
 """Prometheus metrics through ``prometheus-client``: requests, tokens, latencies, queues, model loads, plugins.
 
 Requests by method, route and status; prompt and generated tokens, time to first token, time per output token and
-generation duration by model (observed by the generation service, :meth:`Metrics.observe`); requests waiting and
-running by model; model loads, load time and evictions (reported by the router, :meth:`Metrics.router_event`);
-plugins that failed to load.
+generation duration by model (observed by the generation service through :meth:`Metrics.generation`); requests
+waiting and running by model; model loads, load time and evictions (reported by the router,
+:meth:`Metrics.router_event`); plugins that failed to load.
 
 Every label value is bounded and comes from the server, never from the client: ``path`` is the template of the
 route that answered (``/v1/models/{model_id:path}``), or ``unmatched`` for requests no route took (404s, requests
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -213,42 +213,56 @@ class Metrics:
         elif event == "evict":
             self.evictions.labels(model).inc()
 
-    async def observe(self, model: str, started: float, deltas: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
-        """Pass ``deltas`` through, timing the first token and counting the usage of the last event.
+    def generation(self, model: str, started: float) -> GenerationMeter:
+        """A meter for one generation of ``model`` (a configured id) that began at ``started`` (``perf_counter``)."""
+        return GenerationMeter(self, model, started)
 
-        ``model`` is a configured model id; ``started`` a ``time.perf_counter()`` from the start of the generation.
-        """
-        first: float | None = None
-        finished = False
-        outcome = "cancelled"  # a consumer that stops reading (a client gone) ends here without a last event
-        usage: Usage | None = None
-        try:
-            async for delta in deltas:
-                if first is None and (delta.text or delta.reasoning or delta.tool_calls):
-                    first = time.perf_counter()
-                    self.ttft.labels(model).observe(first - started)
-                if delta.finish_reason is not None:
-                    finished, outcome = True, delta.finish_reason
-                    usage = delta.usage
-                    if usage is not None:
-                        self.prompt_tokens.labels(model).inc(usage.prompt_tokens)
-                        self.generated_tokens.labels(model).inc(usage.completion_tokens)
-                        if usage.cached_tokens:
-                            self.cached_tokens.labels(model).inc(usage.cached_tokens)
-                        spent = usage.prompt_tokens + usage.completion_tokens
-                        observe_tokens(spent, lambda name, count: self.key_tokens.labels(name).inc(count))
-                        if first is not None and usage.completion_tokens > 1:
-                            per_token = (time.perf_counter() - first) / (usage.completion_tokens - 1)
-                            self.tpot.labels(model).observe(per_token)
-                yield delta
-        except BaseException as error:
-            if not finished:
-                outcome = "cancelled" if isinstance(error, (GeneratorExit, asyncio.CancelledError)) else "error"
-            raise
-        finally:
-            note_generation(model, usage, outcome)
-            self.generations.labels(model, outcome if outcome in _OUTCOMES else "other").inc()
-            self.duration.labels(model).observe(time.perf_counter() - started)
+
+class GenerationMeter:
+    """The metrics of one generation, fed by the generation service as its events pass (no stream layer of its own).
+
+    :meth:`first_token` at the first event with output, :meth:`finish` at the last event, :meth:`close` once at the
+    end, with the exception that ended the stream early, if one did.
+    """
+
+    __slots__ = ("finished", "first", "metrics", "model", "outcome", "started", "usage")
+
+    def __init__(self, metrics: Metrics, model: str, started: float) -> None:
+        self.metrics = metrics
+        self.model = model
+        self.started = started
+        self.first: float | None = None
+        self.finished = False
+        self.outcome = "cancelled"  # a consumer that stops reading (a client gone) ends without a last event
+        self.usage: Usage | None = None
+
+    def first_token(self) -> None:
+        self.first = time.perf_counter()
+        self.metrics.ttft.labels(self.model).observe(self.first - self.started)
+
+    def finish(self, delta: Delta) -> None:
+        metrics, model = self.metrics, self.model
+        self.finished, self.outcome = True, delta.finish_reason or "stop"
+        usage = self.usage = delta.usage
+        if usage is None:
+            return
+        metrics.prompt_tokens.labels(model).inc(usage.prompt_tokens)
+        metrics.generated_tokens.labels(model).inc(usage.completion_tokens)
+        if usage.cached_tokens:
+            metrics.cached_tokens.labels(model).inc(usage.cached_tokens)
+        spent = usage.prompt_tokens + usage.completion_tokens
+        observe_tokens(spent, lambda name, count: metrics.key_tokens.labels(name).inc(count))
+        if self.first is not None and usage.completion_tokens > 1:
+            per_token = (time.perf_counter() - self.first) / (usage.completion_tokens - 1)
+            metrics.tpot.labels(model).observe(per_token)
+
+    def close(self, error: BaseException | None = None) -> None:
+        if error is not None and not self.finished:
+            self.outcome = "cancelled" if isinstance(error, (GeneratorExit, asyncio.CancelledError)) else "error"
+        metrics, model = self.metrics, self.model
+        note_generation(model, self.usage, self.outcome)
+        metrics.generations.labels(model, self.outcome if self.outcome in _OUTCOMES else "other").inc()
+        metrics.duration.labels(model).observe(time.perf_counter() - self.started)
 
 
 _OUTCOMES = frozenset({"stop", "length", "tool_calls", "content_filter", "error", "cancelled"})

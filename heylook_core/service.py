@@ -42,6 +42,7 @@ from heylook_core.types import ChatRequest, ChatResult, CompletionRequest, Delta
 
 if TYPE_CHECKING:
     from heylook_core.config import ConfiguredModel
+    from heylook_core.metrics import GenerationMeter
     from heylook_core.router import ModelSlot
     from heylook_core.server import Server
 
@@ -140,8 +141,8 @@ class GenerationService:
                 tools = _tool_parser(request, target, provider)
                 stops = request.stop_list()
                 matcher = StopMatcher(stops) if stops else None
-                events = _events(stream, think_tags, target, server, tools, matcher, cancel)
-                async for delta in server.metrics.observe(target.id, started, events):
+                meter = server.metrics.generation(target.id, started)
+                async for delta in _events(stream, think_tags, target, server, meter, tools, matcher, cancel):
                     yield delta
 
         if not server.host.has_wrappers():
@@ -215,11 +216,12 @@ async def _events(
     tags: list[str],
     slot: ModelSlot,
     server: Server,
+    meter: GenerationMeter,
     tools: ToolCallParser | None = None,
     stops: StopMatcher | None = None,
     cancel: CancelToken | None = None,
 ) -> AsyncIterator[Delta]:
-    """A provider's deltas as the service's events, in one pass.
+    """A provider's deltas as the service's events, in one pass, metered (time to first token, usage, outcome).
 
     Splits reasoning out of the text between the model's think tags; cuts the answer at the request's first stop
     sequence (the stop text is never sent; the provider is told to stop through ``cancel.stop()`` and its last
@@ -232,8 +234,10 @@ async def _events(
     """
     host = server.host
     splitter = ThinkSplitter(tags[0], tags[1]) if tags else None
+    shaped = splitter is not None or tools is not None or stops is not None
     finished = False
     stopped = False  # a stop sequence was reached: only the provider's last delta is still wanted
+    waiting_first = True  # for the meter: no event with output yet
     usage: Usage | None = None
     try:
         async for delta in deltas:
@@ -241,62 +245,79 @@ async def _events(
                 raise ServiceUnavailableError("the server is shutting down; retry shortly", code="shutting_down")
             if type(delta) is not Delta and not isinstance(delta, Delta):
                 raise TypeError(f"the provider yielded a {type(delta).__name__}, not a heylook_core.Delta")
-            if stopped:
-                if delta.finish_reason is None:
-                    continue
-                delta.text, delta.reasoning, delta.tool_calls, delta.logprobs = "", "", None, None
-            if splitter is not None and not stopped:  # (what a splitter still holds came after the stop)
-                if delta.text:
-                    content, reasoning = splitter.feed(delta.text)
-                    delta.text = content
-                    delta.reasoning += reasoning
-                if delta.finish_reason is not None:
-                    content, reasoning = splitter.flush()
-                    delta.text += content
-                    delta.reasoning += reasoning
-            if stops is not None and not stopped:
-                if delta.text:
-                    delta.text, stopped = stops.feed(delta.text)
+            if shaped:
                 if stopped:
-                    if cancel is not None:
-                        cancel.stop()  # the engine stops at its next token and sends its last delta
-                    if delta.finish_reason is None:  # send what came before the stop now; the usage follows
-                        delta = Delta(text=delta.text, reasoning=delta.reasoning, logprobs=delta.logprobs)
-                        if tools is not None:
-                            _read_tool_calls(tools, delta)
-                        if delta.text or delta.reasoning or delta.logprobs or delta.tool_calls:
-                            yield delta
+                    if delta.finish_reason is None:
                         continue
-                elif delta.finish_reason is not None:
-                    delta.text += stops.flush()
-            if stopped and delta.finish_reason is not None:
-                delta.finish_reason = "stop"
-                delta.stop_sequence = stops.matched if stops is not None else None
-            if tools is not None:
-                _read_tool_calls(tools, delta)
-            if splitter is not None or tools is not None or stops is not None:
+                    delta.text, delta.reasoning, delta.tool_calls, delta.logprobs = "", "", None, None
+                if splitter is not None and not stopped:  # (what a splitter still holds came after the stop)
+                    if delta.text:
+                        content, reasoning = splitter.feed(delta.text)
+                        delta.text = content
+                        delta.reasoning += reasoning
+                    if delta.finish_reason is not None:
+                        content, reasoning = splitter.flush()
+                        delta.text += content
+                        delta.reasoning += reasoning
+                if stops is not None and not stopped:
+                    if delta.text:
+                        delta.text, stopped = stops.feed(delta.text)
+                    if stopped:
+                        if cancel is not None:
+                            cancel.stop()  # the engine stops at its next token and sends its last delta
+                        if delta.finish_reason is None:  # send what came before the stop now; the usage follows
+                            delta = Delta(text=delta.text, reasoning=delta.reasoning, logprobs=delta.logprobs)
+                            if tools is not None:
+                                _read_tool_calls(tools, delta)
+                            if delta.text or delta.reasoning or delta.logprobs or delta.tool_calls:
+                                if waiting_first and (delta.text or delta.reasoning or delta.tool_calls):
+                                    waiting_first = False
+                                    meter.first_token()
+                                yield delta
+                            continue
+                    elif delta.finish_reason is not None:
+                        delta.text += stops.flush()
+                if stopped and delta.finish_reason is not None:
+                    delta.finish_reason = "stop"
+                    delta.stop_sequence = stops.matched if stops is not None else None
+                if tools is not None:
+                    _read_tool_calls(tools, delta)
                 if not (delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason or delta.logprobs):
                     continue
+            if waiting_first and (delta.text or delta.reasoning or delta.tool_calls):
+                waiting_first = False
+                meter.first_token()
             if delta.finish_reason is not None:
                 finished = True
+                meter.finish(delta)
             if delta.usage is not None:
                 usage = delta.usage
             yield delta
-    except HeylookError:
+        if not finished:  # (a consumer that went away closed this generator at its last yield: no false alarm)
+            logger.warning(
+                "%s: the provider ended without its last event (finish_reason and usage); "
+                "ending the stream with finish_reason 'stop' (a provider bug)",
+                origin_of(host, slot),
+            )
+            tail = splitter.flush() if splitter is not None else ("", "")
+            last = Delta(text=tail[0], reasoning=tail[1], finish_reason="stop", usage=usage or Usage())
+            if tools is not None:
+                _read_tool_calls(tools, last)
+            if waiting_first and (last.text or last.reasoning or last.tool_calls):
+                meter.first_token()
+            meter.finish(last)
+            yield last
+    except HeylookError as error:
+        meter.close(error)
         raise
     except Exception as error:
+        meter.close(error)
         raise internal_error(host, slot, error, "generation failed") from error
-    if not finished:  # (a consumer that went away closed this generator at its last yield: no false alarm)
-        logger.warning(
-            "%s: the provider ended without its last event (finish_reason and usage); "
-            "ending the stream with finish_reason 'stop' (a provider bug)",
-            origin_of(host, slot),
-        )
-        tail = splitter.flush() if splitter is not None else ("", "")
-        last = Delta(text=tail[0], reasoning=tail[1], finish_reason="stop", usage=usage or Usage())
-        if tools is not None:
-            _read_tool_calls(tools, last)
-        yield last
+    except BaseException as error:  # the consumer went away (GeneratorExit) or the task was cancelled
+        meter.close(error)
+        raise
+    else:
+        meter.close()
 
 
 def cut_at_stop(result: ChatResult, stops: list[str]) -> None:
