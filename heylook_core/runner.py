@@ -4,7 +4,8 @@ In-process engines (llama.cpp, MLX) block while they compute and are not safe to
 even requires that every call for a model happens on the thread that created it. :class:`ModelWorker` owns one
 such thread for the life of a loaded model: :meth:`ModelWorker.call` runs a function there and awaits its result,
 :meth:`ModelWorker.stream` runs a generator there and hands its items to the event loop through a bounded buffer,
-so a slow client applies back-pressure instead of piling tokens up in memory.
+so a slow client applies back-pressure instead of piling tokens up in memory. Items cross without a lock or a
+wake-up per item (see :class:`_Handoff`).
 
 A :class:`CancelToken` is the other direction: the core sets it when the client goes away, and the generator checks
 ``cancel.cancelled`` between tokens and stops.
@@ -13,6 +14,8 @@ A :class:`CancelToken` is the other direction: the core sets it when the client 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import math
 import queue
@@ -26,6 +29,9 @@ from heylook_core.errors import ProviderError
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 1.0  # how often a waiting request checks that its worker thread is alive and moving
+# Items that come less than this far apart are read in groups: the event loop wakes once per this many seconds
+# instead of once per token (see _Handoff); an item waits at most this long. 0 wakes it for every item.
+COALESCE_S = 0.002
 
 T = TypeVar("T")
 
@@ -78,10 +84,19 @@ class WorkerFailedError(ProviderError):
 class ModelWorker:
     """A dedicated thread that owns one model; every call for that model runs on it, one at a time."""
 
-    def __init__(self, name: str, *, buffer_size: int = 64, stall_timeout: float | None = None) -> None:
-        """``stall_timeout``: seconds a stream may go without an item before the worker counts as wedged."""
+    def __init__(
+        self,
+        name: str,
+        *,
+        buffer_size: int = 64,
+        stall_timeout: float | None = None,
+        coalesce_s: float = COALESCE_S,
+    ) -> None:
+        """``stall_timeout``: seconds a stream may go without an item before the worker counts as wedged;
+        ``coalesce_s``: see :data:`COALESCE_S`."""
         self.name = name
         self.buffer_size = buffer_size
+        self.coalesce_s = coalesce_s
         self.stall_timeout = stall_timeout
         self.failure: str | None = None  # why the worker is unusable (died, wedged); the router reloads the model
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
@@ -173,26 +188,29 @@ class ModelWorker:
 
         At most ``buffer_size`` items wait between the threads. When the consumer stops early (client gone, an
         exception), ``cancel`` is set and the generator is closed on its own thread at its next item.
+
+        Per item the worker appends to a deque; it wakes the event loop only when the consumer is waiting for an
+        item, so tokens that come faster than the consumer reads cost one wake-up per burst, not one each; tokens
+        that come faster than ``coalesce_s`` apart are read every ``coalesce_s`` (see :class:`_Handoff`).
         """
         loop = asyncio.get_running_loop()
-        items: asyncio.Queue[Any] = asyncio.Queue()
-        credits = threading.Semaphore(self.buffer_size)
+        handoff = _Handoff(loop, self.buffer_size, self.coalesce_s)
         token = cancel or CancelToken()
 
         def job() -> None:
             iterator: Iterator[T] | None = None
+            put, items, size = handoff.put, handoff.items, handoff.size
             try:
                 iterator = make_iterator()
                 for item in iterator:
-                    while not credits.acquire(timeout=0.05):
-                        if token.gone:
-                            return
-                    loop.call_soon_threadsafe(items.put_nowait, item)
+                    if len(items) >= size and not handoff.room(token):
+                        return
+                    put(item)
                     if token.gone:
                         return
-                loop.call_soon_threadsafe(items.put_nowait, _DONE)
+                put(_DONE, True)
             except BaseException as error:  # handed to the consumer
-                loop.call_soon_threadsafe(items.put_nowait, _Raised(error))
+                put(_Raised(error), True)
             finally:
                 close = getattr(iterator, "close", None)
                 if close is not None:
@@ -203,21 +221,27 @@ class ModelWorker:
 
         self._submit(job)
         last = [math.inf]  # when the consumer began waiting for the next item (inf: it is not waiting)
-        watch = asyncio.create_task(self._watch(lambda error: items.put_nowait(_Raised(error)), last))
+        watch = asyncio.create_task(self._watch(lambda error: handoff.put(_Raised(error), True), last))
+        items = handoff.items
         try:
             while True:
-                last[0] = time.monotonic()
-                item = await items.get()
-                last[0] = math.inf
+                if not items:
+                    last[0] = time.monotonic()
+                    while not items:
+                        await handoff.wait()
+                    last[0] = math.inf
+                item = items.popleft()
+                if handoff.full:
+                    handoff.space.set()
                 if item is _DONE:
                     return
-                if isinstance(item, _Raised):
+                if type(item) is _Raised:
                     raise item.error
-                credits.release()
                 yield item
         finally:
             watch.cancel()
             token.cancel()
+            handoff.space.set()  # a worker waiting for room sees the consumer gone at once
 
     def abandon(self) -> None:
         """Give the worker up without waiting for it (it died or wedged); its thread is a daemon."""
@@ -232,6 +256,96 @@ class ModelWorker:
         self._jobs.put(None)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+
+
+class _Handoff:
+    """Items from a worker thread to the event loop: a deque, and a wake-up only while the consumer waits.
+
+    Appending to and popping from a deque are atomic, so neither side takes a lock per item. The consumer registers
+    a future in ``waiters`` before it checks the deque a last time and sleeps; the worker, after appending, pops that
+    future (if any) and wakes it through ``call_soon_threadsafe``. Whichever order the two threads run in, an item
+    never waits unseen, and a wake-up for a future nobody awaits any more is harmless.
+
+    Paced reading: once items come less than ``coalesce_s`` apart (a fast model), the consumer stops asking to be
+    woken per item and sleeps ``coalesce_s`` on a timer of its own, then takes everything that came meanwhile; the
+    worker wakes it early only for the last item (or an error) and when half the buffer is waiting. Each wake-up
+    costs the event loop about as much as a token, so a 1000 tokens/s stream is read in groups of two or three and
+    no item waits longer than ``coalesce_s``. A timer that finds nothing (the model slowed down) goes back to a
+    wake-up per item.
+    """
+
+    __slots__ = ("coalesce", "full", "items", "last_wake", "loop", "paced", "size", "space", "timed", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, coalesce: float = 0.0) -> None:
+        self.items: collections.deque[Any] = collections.deque()
+        self.loop = loop
+        self.size = size
+        self.coalesce = coalesce
+        self.waiters: list[asyncio.Future[None]] = []  # the consumer's future while it waits (at most one)
+        self.space = threading.Event()  # set by the consumer when it takes an item from a full buffer
+        self.full = False  # the worker waits for room
+        self.paced = False  # the consumer reads on its own timer (items come faster than ``coalesce`` apart)
+        self.timed = False  # the waiting consumer has its timer set: the worker need not wake it
+        self.last_wake = -math.inf
+
+    def put(self, item: Any, last: bool = False) -> None:
+        """Append ``item`` (from any thread) and wake the consumer if it waits (and has no timer, or ``last``)."""
+        self.items.append(item)
+        if self.waiters:
+            if self.timed and not last and len(self.items) < self.size // 2:
+                return
+            try:
+                waiter = self.waiters.pop()
+            except IndexError:  # the consumer took it back: it saw the item itself
+                return
+            self.loop.call_soon_threadsafe(_wake, waiter)
+
+    def room(self, token: CancelToken) -> bool:
+        """On the worker, with the buffer full: wait for room; False when the consumer has gone."""
+        items, size = self.items, self.size
+        while len(items) >= size:
+            self.space.clear()
+            self.full = True
+            if len(items) < size:  # taken between the check and the flag
+                break
+            self.space.wait(0.05)
+            if token.gone:
+                self.full = False
+                return False
+        self.full = False
+        return True
+
+    async def wait(self) -> None:
+        """On the event loop: until the deque has an item, or (paced) the timer ran out."""
+        loop = self.loop
+        waiter = loop.create_future()
+        timer = None
+        if self.paced:
+            self.timed = True  # (set before the waiter is seen by the worker)
+            timer = loop.call_later(self.coalesce, _wake, waiter)
+        else:
+            self.timed = False
+        self.waiters.append(waiter)
+        try:
+            if self.items:  # appended before the worker could see the waiter
+                return
+            await waiter
+        finally:
+            with contextlib.suppress(ValueError):
+                self.waiters.remove(waiter)
+            if timer is not None:
+                timer.cancel()
+            now = loop.time()
+            if timer is not None:  # paced: it stays so while its timer finds items
+                self.paced = bool(self.items)
+            elif self.coalesce:  # woken per item: paced once items come closer than coalesce
+                self.paced = now - self.last_wake < self.coalesce
+            self.last_wake = now
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Raised:

@@ -102,6 +102,40 @@ async def test_cancel_stops_the_generator_on_its_thread() -> None:
     worker.stop()
 
 
+async def test_fast_items_are_read_in_groups_and_the_last_one_at_once() -> None:
+    worker = ModelWorker("m", coalesce_s=0.05)
+    produced: dict[int, float] = {}
+
+    def gen() -> Iterator[int]:
+        for i in range(40):
+            time.sleep(0.002)
+            produced[i] = time.monotonic()
+            yield i
+
+    received: list[tuple[int, float]] = [(item, time.monotonic()) async for item in worker.stream(gen)]
+    assert [item for item, _ in received] == list(range(40))
+    wakes = 1 + sum(1 for (_, a), (_, b) in zip(received, received[1:], strict=False) if b - a > 0.001)
+    assert wakes < 20  # items 2 ms apart, read every 50 ms: a few wake-ups, not one per item
+    # the first item and the end of the stream do not wait for the timer
+    assert received[0][1] - produced[0] < 0.045 and received[-1][1] - produced[39] < 0.045
+    worker.stop()
+
+
+async def test_slow_items_are_each_read_when_they_come() -> None:
+    worker = ModelWorker("m", coalesce_s=0.01)
+    produced: dict[int, float] = {}
+
+    def gen() -> Iterator[int]:
+        for i in range(5):
+            time.sleep(0.1)
+            produced[i] = time.monotonic()
+            yield i
+
+    delays = sorted([time.monotonic() - produced[item] async for item in worker.stream(gen)])
+    assert delays[len(delays) // 2] < 0.05  # items 100 ms apart are not held back
+    worker.stop()
+
+
 async def test_primed_stream_pings_until_the_first_item() -> None:
     async def slow() -> object:
         await asyncio.sleep(0.35)
@@ -125,3 +159,4 @@ async def test_primed_stream_reports_an_early_error() -> None:
     with pytest.raises(ValueError, match="before the first token"):
         await stream.wait_first(1)
     await stream.close()
+
