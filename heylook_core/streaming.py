@@ -2,7 +2,9 @@
 
 Per token the hot path formats one ``data:`` line from a prebuilt prefix, the JSON-escaped text and a suffix; no
 dict is built and nothing waits on a timer. A :class:`PrimedStream` lets a route wait for the first delta before it
-answers, and sends ``: ping`` comments while a long prompt is processed.
+answers, and sends ``: ping`` comments while a long prompt is processed. :class:`EventStreamResponse` writes the
+events that are ready together (tokens that came faster than the client reads): one pass through the ASGI
+middleware and one socket write for them all, each event still its own ``data:`` line.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+import types
+from collections.abc import AsyncIterator, Generator
+from typing import Any, TypeVar
+
+from starlette.responses import StreamingResponse
 
 from heylook_core.errors import HeylookError
 from heylook_core.types import ChatResult, Delta, TokenLogprob, Usage
@@ -21,6 +26,7 @@ PING = b": ping\n\n"
 _END = object()
 _PING = object()
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+T = TypeVar("T")
 
 
 def sse(data: dict[str, Any]) -> bytes:
@@ -83,6 +89,86 @@ class PrimedStream:
 
 def is_ping(item: Any) -> bool:
     return item is _PING
+
+
+# -- writing what is ready at once ---------------------------------------------------------------------------------
+
+
+@types.coroutine
+def _finish(step: Any, pending: Any) -> Generator[Any, Any, Any]:
+    """Await the rest of ``step`` (an awaitable's iterator, already run up to ``pending``, what it waits for)."""
+    while True:
+        try:
+            value = yield pending
+        except BaseException as error:  # cancelled while waiting: the step sees it where it waits
+            try:
+                pending = step.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            pending = step.send(value)
+        except StopIteration as stop:
+            return stop.value
+
+
+async def _close(step: Any) -> None:
+    """Close the source through a step that waits, as ``aclose()`` would (its ``finally`` may await)."""
+    try:
+        pending = step.throw(GeneratorExit)
+    except BaseException:  # closed (GeneratorExit, StopAsyncIteration) or failed while closing: it is done
+        return
+    with contextlib.suppress(BaseException):
+        await _finish(step, pending)
+
+
+async def ready_groups(source: AsyncIterator[T]) -> AsyncIterator[list[T]]:
+    """The items of ``source`` in groups: each group holds the items that were there without waiting.
+
+    The next item is asked for by running ``source.__anext__()`` one step by hand: when it completes at once the item
+    joins the group; when it would wait, the group is handed on first and then the wait is awaited (cancellation
+    included, as with a plain ``await``). A consumer that keeps up sees groups of one. Closing the groups while the
+    source waits closes the source where it waits (``GeneratorExit`` there, its ``finally`` blocks run).
+    """
+    group: list[T] = []
+    while True:
+        step = source.__anext__().__await__()
+        try:
+            pending = step.send(None)
+        except StopIteration as stop:  # ready
+            group.append(stop.value)
+            continue
+        except StopAsyncIteration:
+            if group:
+                yield group
+            return
+        except BaseException:
+            if group:
+                yield group
+            raise
+        if group:
+            try:
+                yield group
+            except BaseException:  # the consumer went away while the source waits
+                await _close(step)
+                raise
+            group = []
+        try:
+            group.append(await _finish(step, pending))
+        except StopAsyncIteration:
+            return
+
+
+class EventStreamResponse(StreamingResponse):
+    """A ``StreamingResponse`` of byte chunks that sends the chunks that are ready together, in one body message."""
+
+    async def stream_response(self, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async with contextlib.aclosing(ready_groups(self.body_iterator)) as groups:
+            async for group in groups:
+                body = group[0] if len(group) == 1 else b"".join(group)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 # -- chat ----------------------------------------------------------------------------------------------------------

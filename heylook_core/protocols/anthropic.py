@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,7 +39,7 @@ from heylook_core.protocols.openai import STREAM_HEADERS, request_id_of, service
 from heylook_core.providers import Capability
 from heylook_core.runner import CancelToken
 from heylook_core.security import require_api_key
-from heylook_core.streaming import is_ping
+from heylook_core.streaming import EventStreamResponse, is_ping
 from heylook_core.types import MAX_MODEL_NAME, ChatRequest, Delta, Usage
 
 if TYPE_CHECKING:
@@ -761,7 +761,7 @@ async def create_message(http: Request) -> Response:
             cancel.cancel()
             await stream.close()
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={**STREAM_HEADERS, **headers})
+    return EventStreamResponse(events(), media_type="text/event-stream", headers={**STREAM_HEADERS, **headers})
 
 
 def render_prompt(request: ChatRequest) -> str:

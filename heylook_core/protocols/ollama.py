@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -41,7 +41,7 @@ from heylook_core.protocols.openai import STREAM_HEADERS, request_id_of, service
 from heylook_core.providers import Capability
 from heylook_core.runner import CancelToken
 from heylook_core.security import require_api_key
-from heylook_core.streaming import is_ping
+from heylook_core.streaming import EventStreamResponse, is_ping
 from heylook_core.types import ChatRequest, CompletionRequest, Delta, EmbeddingRequest, TokenLogprob, Usage
 
 if TYPE_CHECKING:
@@ -931,7 +931,7 @@ async def _generate(
             await stream.close()
             await _after_request(server, slot, keep)
 
-    return StreamingResponse(lines(), media_type=NDJSON, headers=STREAM_HEADERS)
+    return EventStreamResponse(lines(), media_type=NDJSON, headers=STREAM_HEADERS)
 
 
 # -- routes ------------------------------------------------------------------------------------------------------

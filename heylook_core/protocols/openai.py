@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from heylook_core.error_shapes import validation_message
@@ -29,6 +29,7 @@ from heylook_core.streaming import (
     DONE,
     PING,
     ChatChunks,
+    EventStreamResponse,
     chat_completion,
     completion_chunk,
     completion_logprobs,
@@ -119,7 +120,7 @@ async def _chat(body: ChatRequest, http: Request) -> Response:
             cancel.cancel()
             await stream.close()
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)
+    return EventStreamResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)
 
 
 @router.post("/completions")
@@ -208,7 +209,7 @@ async def completions(body: CompletionRequest, http: Request) -> Response:
             totals[1] += delta.usage.completion_tokens
         return completion_chunk(completion_id, model_name, created, index, delta, include_usage)
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)
+    return EventStreamResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)
 
 
 @router.post("/batch/chat/completions")

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from heylook_core.errors import BadRequestError, HeylookError, NotFoundError
@@ -28,7 +28,7 @@ from heylook_core.protocols.openai import STREAM_HEADERS, request_id_of, service
 from heylook_core.protocols.response_store import ResponseStore, StoredResponse, default_path
 from heylook_core.runner import CancelToken
 from heylook_core.security import require_api_key
-from heylook_core.streaming import PING, is_ping
+from heylook_core.streaming import PING, EventStreamResponse, is_ping
 from heylook_core.types import ChatRequest, Delta, TokenLogprob, Usage
 
 if TYPE_CHECKING:
@@ -685,7 +685,7 @@ async def create_response(body: ResponsesRequest, http: Request) -> Response:
             cancel.cancel()
             await stream.close()
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)
+    return EventStreamResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)
 
 
 @router.get("/responses/{response_id}")

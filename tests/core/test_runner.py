@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from heylook_core.runner import CancelToken, ModelWorker, WorkerStoppedError
-from heylook_core.streaming import PrimedStream, is_ping
+from heylook_core.streaming import PrimedStream, is_ping, ready_groups
 
 
 async def test_every_call_runs_on_the_same_thread() -> None:
@@ -160,3 +160,75 @@ async def test_primed_stream_reports_an_early_error() -> None:
         await stream.wait_first(1)
     await stream.close()
 
+
+async def test_items_that_are_ready_come_in_one_group() -> None:
+    gate = asyncio.Event()
+
+    async def source() -> object:
+        for item in "abc":
+            yield item
+        await gate.wait()
+        for item in "de":
+            yield item
+
+    groups = ready_groups(source())
+    assert await groups.__anext__() == ["a", "b", "c"]  # handed on before the source waits
+    waiting = asyncio.ensure_future(groups.__anext__())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    gate.set()
+    assert await waiting == ["d", "e"]
+    with pytest.raises(StopAsyncIteration):
+        await groups.__anext__()
+
+
+async def test_a_group_is_delivered_before_the_error_that_follows_it() -> None:
+    async def source() -> object:
+        yield 1
+        yield 2
+        raise ValueError("engine failed")
+
+    got = []
+    with pytest.raises(ValueError, match="engine failed"):
+        async for group in ready_groups(source()):
+            got.append(group)
+    assert got == [[1, 2]]
+
+
+async def test_closing_the_groups_while_the_source_waits_runs_its_cleanup() -> None:
+    cleaned = asyncio.Event()
+
+    async def source() -> object:
+        try:
+            yield "first"
+            await asyncio.sleep(3600)
+            yield "never"
+        finally:
+            await asyncio.sleep(0)  # a cleanup that awaits, as a stream's does
+            cleaned.set()
+
+    groups = ready_groups(source())
+    assert await groups.__anext__() == ["first"]
+    waiting = asyncio.ensure_future(groups.__anext__())
+    await asyncio.sleep(0.05)
+    waiting.cancel()  # the response task is cancelled while the source waits: the source sees it where it waits
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert cleaned.is_set()
+
+    cleaned.clear()
+
+    async def parked() -> object:
+        try:
+            yield "one"
+            yield "two"
+            await asyncio.sleep(3600)  # where it waits when the consumer goes away
+            yield "never"
+        finally:
+            await asyncio.sleep(0)
+            cleaned.set()
+
+    groups = ready_groups(parked())
+    assert await groups.__anext__() == ["one", "two"]
+    await groups.aclose()  # (a response's body iterator closed after a client went away)
+    assert cleaned.is_set()
