@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import mlx.core as mx
+import numpy as np
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from heylook_core import BadRequestError, TokenLogprob, TopLogprob
@@ -59,10 +60,41 @@ def seed(request: SamplingParams) -> None:
         mx.random.seed(request.seed & 0xFFFFFFFF)
 
 
+def host_vector(logprobs: mx.array) -> np.ndarray:
+    """A step's log-probabilities as a NumPy vector (float32 or float16), read from the array itself.
+
+    ``generate_step`` has already queued the next step when it hands out a token, on the stream that stays current
+    while the caller runs, so any new MLX operation on the log-probabilities (an index, ``astype``) would run after
+    that step and wait for it, once per token. The array itself was evaluated with the token: reading its buffer
+    waits for nothing more. bfloat16, which NumPy lacks, is widened from its bits.
+    """
+    if logprobs.dtype == mx.bfloat16:
+        view = memoryview(logprobs)
+        if view.c_contiguous:
+            return _widen(np.frombuffer(view, dtype=np.uint16))
+        logprobs = logprobs.astype(mx.float32)  # a strided slice (a batch row): an operation, as before
+    return np.asarray(logprobs).reshape(-1)
+
+
+def _widen(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns as float32 values (the same numbers: bfloat16 is float32's upper half)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def _one(logprobs: mx.array, token: int) -> float:
+    """One entry of a step's log-probabilities, read as :func:`host_vector` reads them (without widening them all)."""
+    if logprobs.dtype == mx.bfloat16:
+        view = memoryview(logprobs)
+        if view.c_contiguous:
+            return float(_widen(np.frombuffer(view, dtype=np.uint16)[token : token + 1])[0])
+    return float(host_vector(logprobs)[token])
+
+
 class LogprobReader:
     """Reads the sampled token's log-probability (and the top ``n``) from a step's log-probability vector.
 
-    Used only when a request asks for logprobs: each read forces a sync with the device.
+    Used only when a request asks for logprobs. The values are read on the host (:func:`host_vector`), so reading
+    them does not wait for the step MLX is computing meanwhile.
     """
 
     def __init__(self, tokenizer: Any, top_n: int) -> None:
@@ -74,14 +106,13 @@ class LogprobReader:
         return text, list(text.encode("utf-8"))
 
     def read(self, token: int, logprobs: mx.array) -> TokenLogprob:
-        vector = logprobs.reshape(-1)
         text, raw = self._piece(token)
-        entry = TokenLogprob(token=text, logprob=float(vector[token].item()), bytes=raw)
-        if self.top_n:
-            top = mx.argpartition(-vector, kth=self.top_n - 1)[: self.top_n]
-            values = vector[top]
-            order = mx.argsort(-values)
-            for index, value in zip(top[order].tolist(), values[order].tolist(), strict=True):
-                piece, piece_raw = self._piece(int(index))
-                entry.top_logprobs.append(TopLogprob(token=piece, logprob=float(value), bytes=piece_raw))
+        if not self.top_n:
+            return TokenLogprob(token=text, logprob=_one(logprobs, token), bytes=raw)
+        vector = host_vector(logprobs)
+        entry = TokenLogprob(token=text, logprob=float(vector[token]), bytes=raw)
+        top = np.argpartition(-vector, self.top_n - 1)[: self.top_n]
+        for index in top[np.argsort(-vector[top], kind="stable")].tolist():
+            piece, piece_raw = self._piece(index)
+            entry.top_logprobs.append(TopLogprob(token=piece, logprob=float(vector[index]), bytes=piece_raw))
         return entry
