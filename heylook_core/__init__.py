@@ -20,7 +20,7 @@ from heylook_core.errors import (
     UnsupportedError,
 )
 from heylook_core.generation import StopMatcher, ThinkSplitter
-from heylook_core.hookspecs import hookimpl
+from heylook_core.hookspecs import CONTRACT_VERSION, hookimpl
 from heylook_core.middleware import GenerationContext
 from heylook_core.providers import (
     SAMPLING_PARAMETERS,
@@ -42,6 +42,7 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
     __version__ = "0+unknown"
 
 __all__ = [
+    "CONTRACT_VERSION",
     "SAMPLING_PARAMETERS",
     "Availability",
     "BadRequestError",

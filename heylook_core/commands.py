@@ -15,6 +15,8 @@ from heylook_core.hookspecs import hookimpl
 if TYPE_CHECKING:
     from heylook_core.plugins import PluginHost
 
+HEYLOOK_CONTRACT = ">=1,<2"  # the plugin contract versions this built-in plugin supports
+
 logger = logging.getLogger("heylook_core")
 
 

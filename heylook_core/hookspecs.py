@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 
 PROJECT = "heylook"
 
+# The version of the plugin contract: everything a plugin uses from ``heylook_core`` (the names in its ``__all__``,
+# these hooks, the provider methods and the request and result types). Semver: a minor version only adds, a major
+# one may remove or change (docs/plugins.md, "Contract version and compatibility"). A plugin declares the range it
+# supports with ``HEYLOOK_CONTRACT = ">=1,<2"`` in its entry point module.
+CONTRACT_VERSION = "1.0.0"
+
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 

@@ -2,7 +2,7 @@
 
 Plugins are distributions that declare an entry point in the ``heylook`` group; the entry point names a module
 (or object) whose functions carry ``@hookimpl``. :class:`PluginHost` loads them one at a time: a plugin whose import,
-or registration raises is recorded as failed and blocked (``pm.set_blocked``) while the rest load;
+contract check or registration raises is recorded as failed and blocked (``pm.set_blocked``) while the rest load;
 in strict mode (``HEYLOOK_STRICT_PLUGINS=1``) that is a startup error instead.
 
 Every hook is called by pluggy, through ``pm.hook``: arguments by name, call order (``tryfirst`` / ``trylast``),
@@ -20,6 +20,10 @@ Environment knobs:
 * ``HEYLOOK_DISABLE_PLUGINS``: names to skip (blocked, never imported);
 * ``HEYLOOK_STRICT_PLUGINS=1``: fail on any plugin error;
 * ``HEYLOOK_TRACE_PLUGINS=1``: pluggy's trace of every hook call (arguments and results), logged at debug level.
+
+A plugin declares the contract versions it supports with a module (or object) attribute,
+``HEYLOOK_CONTRACT = ">=1,<2"`` (a :mod:`packaging.specifiers` range); one whose range excludes
+:data:`~heylook_core.hookspecs.CONTRACT_VERSION` fails before any of its hooks is registered.
 
 Loading imports plugin modules only; providers import their engines when a model loads.
 """
@@ -40,9 +44,11 @@ from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from heylook_core import hookspecs
 from heylook_core.errors import HeylookError, PluginError, PluginLoadError
+from heylook_core.hookspecs import CONTRACT_VERSION
 
 if TYPE_CHECKING:
     import argparse
@@ -57,6 +63,10 @@ logger = logging.getLogger(__name__)
 
 GROUP = "heylook"
 BUILTIN_PLUGINS = ("heylook_core.commands",)
+CONTRACT_ATTRIBUTE = "HEYLOOK_CONTRACT"
+# What a plugin that declares no range is taken to need: the contract it was written against, since the first
+# versioned contract (1.0.0) is the one plugins had before they could declare a range.
+ASSUMED_CONTRACT = ">=1,<2"
 
 
 @dataclass
@@ -69,6 +79,7 @@ class PluginRecord:
     version: str | None = None
     status: str = "loaded"  # loaded | failed | disabled
     builtin: bool = False
+    contract: str | None = None  # the HEYLOOK_CONTRACT range the plugin declares (None: it declares none)
     hooks: list[str] = field(default_factory=list)
     providers: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
@@ -170,7 +181,8 @@ class PluginHost:
                     continue
                 self._load_one(ep.name, ep.value, ep.load, dist=record_dist)
         for name, plugin in self._extra:
-            self._load_one(name, getattr(plugin, "__name__", type(plugin).__name__), lambda p=plugin: p)
+            module = getattr(plugin, "__name__", type(plugin).__name__)
+            self._load_one(name, module, lambda p=plugin: p, installed=False)
         self._vet_offers()
         return self
 
@@ -228,6 +240,42 @@ class PluginHost:
                 record.warnings.append(warning)
                 logger.warning("plugin '%s' (%s): %s", record.name, record.origin, warning)
 
+    def _check_contract(self, plugin: object, record: PluginRecord, *, installed: bool) -> None:
+        """Refuse a plugin whose declared contract range excludes this core's, before any hook is registered.
+
+        An installed plugin (an entry point) that declares no range is taken to need ``ASSUMED_CONTRACT``, with a
+        warning; one handed over in code (``extra_plugins``) that declares none is the caller's and accepted."""
+        declared = getattr(plugin, CONTRACT_ATTRIBUTE, None)
+        if declared is not None and not isinstance(declared, str):
+            raise PluginLoadError(f"{CONTRACT_ATTRIBUTE} must be a version range such as '>=1,<2', not {declared!r}")
+        record.contract = declared
+        try:
+            supported = SpecifierSet(declared if declared is not None else ASSUMED_CONTRACT)
+        except InvalidSpecifier as error:
+            raise PluginLoadError(
+                f"{CONTRACT_ATTRIBUTE} = {declared!r} is not a version range (write one such as '>=1,<2')"
+            ) from error
+        if declared is None and not installed:
+            return
+        if declared is None:
+            warning = (
+                f"declares no {CONTRACT_ATTRIBUTE} (the heylook plugin contract versions it supports), so it is "
+                f"taken to need '{ASSUMED_CONTRACT}'; add {CONTRACT_ATTRIBUTE} = \"{ASSUMED_CONTRACT}\" to its module"
+            )
+            record.warnings.append(warning)
+            logger.warning("plugin '%s' (%s): %s", record.name, record.origin, warning)
+        if supported.contains(CONTRACT_VERSION, prereleases=True):
+            return
+        from heylook_core import __version__
+
+        needs = f"'{declared}'" if declared is not None else f"'{ASSUMED_CONTRACT}' (it declares no range)"
+        major = CONTRACT_VERSION.split(".", 1)[0]
+        raise PluginLoadError(
+            f"it needs heylook plugin contract {needs}, and this heylook-core {__version__} offers contract "
+            f"{CONTRACT_VERSION}: install a version of {record.distribution or record.module} made for contract "
+            f"{major}, or a heylook-core whose contract is in its range"
+        )
+
     def _load_one(
         self,
         name: str,
@@ -236,6 +284,7 @@ class PluginHost:
         *,
         dist: tuple[str | None, str | None] = (None, None),
         builtin: bool = False,
+        installed: bool = True,
     ) -> None:
         record = PluginRecord(name, module, dist[0], dist[1], builtin=builtin)
         self.records[name] = record
@@ -243,6 +292,8 @@ class PluginHost:
         plugin: object | None = None
         try:
             plugin = loader()
+            # before registering: a plugin made for another contract is never half-loaded
+            self._check_contract(plugin, record, installed=installed)
             if self.pm.is_registered(plugin) or self.pm.has_plugin(name) or self.pm.is_blocked(name):
                 raise PluginLoadError(f"plugin '{name}' is registered twice")
             self.pm.register(plugin, name=name)
@@ -447,6 +498,7 @@ class PluginHost:
             "fatal": list(self.fatal),
             "providers": {name: spec.plugin for name, spec in sorted(self.providers.items())},
             "python": python_environment(),
+            "contract": CONTRACT_VERSION,
         }
 
 

@@ -19,6 +19,8 @@ from heylook_coreml_stt.config import CoreMLSTTConfig
 if TYPE_CHECKING:
     from heylook_core import Provider
 
+HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
+
 
 def capabilities(config: CoreMLSTTConfig) -> frozenset[Capability]:
     if config.translate:

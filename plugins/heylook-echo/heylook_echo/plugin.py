@@ -16,6 +16,8 @@ from heylook_echo.config import EchoConfig
 if TYPE_CHECKING:
     from heylook_core import Provider
 
+HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
+
 
 def _factory() -> type[Provider]:
     from heylook_echo.provider import EchoProvider

@@ -20,6 +20,8 @@ from fastapi import APIRouter, Response
 from heylook_core import hookimpl
 from heylook_core.errors import NotFoundError
 
+HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
+
 logger = logging.getLogger(__name__)
 
 MEDIA_TYPES = {
