@@ -39,6 +39,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from importlib import metadata
 from types import CodeType
 from typing import TYPE_CHECKING, Any
@@ -168,7 +169,7 @@ class PluginHost:
     def load(self) -> PluginHost:
         """Load built-ins, entry points and extra plugins; raise :class:`PluginLoadError` on fatal problems."""
         for module_name in BUILTIN_PLUGINS:
-            self._load_one(module_name.rsplit(".", 1)[-1], module_name, lambda m=module_name: _import(m), builtin=True)
+            self._load_one(module_name.rsplit(".", 1)[-1], module_name, partial(_import, module_name), builtin=True)
         if self._entry_points:
             for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
                 dist = getattr(ep, "dist", None)
@@ -182,7 +183,7 @@ class PluginHost:
                 self._load_one(ep.name, ep.value, ep.load, dist=record_dist)
         for name, plugin in self._extra:
             module = getattr(plugin, "__name__", type(plugin).__name__)
-            self._load_one(name, module, lambda p=plugin: p, installed=False)
+            self._load_one(name, module, partial(_given, plugin), installed=False)
         self._vet_offers()
         return self
 
@@ -579,7 +580,7 @@ def _owner(made: object, impls: Sequence[pluggy.HookImpl]) -> str:
     """The plugin a hook's result came from: a function defined inside one of its hook implementations (a closure
     over its ``self`` where several objects share one class), the plugin object itself or one of its bound methods,
     or a function of a plugin module; else the candidates' names joined with "or"."""
-    target = inspect.unwrap(made) if hasattr(made, "__wrapped__") else made  # type: ignore[arg-type]
+    target = inspect.unwrap(made) if callable(made) and hasattr(made, "__wrapped__") else made
     code = getattr(getattr(target, "__func__", target), "__code__", None)
     found = [impl for impl in impls if id(code) in _defined_in(impl.function)] if code is not None else []
     if len(found) > 1:
@@ -611,6 +612,10 @@ def _closure_values(function: object) -> list[object]:
 def _either(impls: Sequence[pluggy.HookImpl]) -> str:
     """The plugin among ``impls`` where they are one plugin, else their names joined with "or"."""
     return " or ".join(sorted({impl.plugin_name for impl in impls})) or "?"
+
+
+def _given(plugin: object) -> object:
+    return plugin
 
 
 def _import(module: str) -> object:
