@@ -1,24 +1,38 @@
-"""MLX backend: raw mlx-lm ``stream_generate`` vs heylook over HTTP, in one run, on the same generated models.
+"""MLX backend: raw mlx-lm ``stream_generate``, heylook and ``mlx_lm.server``, in one run, on the same generated models.
 
-Measures, for a ~93k-parameter and a ~25M-parameter random llama (built once into the heylook cache dir):
+Measures, for a ~98k-parameter and a ~25M-parameter random llama (built once into the heylook cache dir):
 
-* decode tokens/s streamed through ``heylookllm serve`` (SSE read with httpx) against ``stream_generate`` called
+* ``decode``: tokens/s streamed through ``heylookllm serve`` (SSE read with httpx) against ``stream_generate`` called
   directly in this process, with the same prompt, greedy sampling and the same logits processor (a bias that keeps
   the random model from ending early), and the time added per token;
-* time to first token on the second turn of a conversation with the prompt cache on and off;
-* ``/v1/batch/chat/completions`` throughput against the same requests sent one after another.
+* ``servers``: heylook side by side with ``mlx_lm.server`` (started here on the same model folder, prompt cache off
+  in both), the same streaming client and requests, one stream and ``--streams`` concurrent streams: decode tokens/s
+  and time to first token, and raw ``stream_generate`` in the same rotation. With ``concurrency`` in
+  ``[models.config]`` (continuous batching) heylook's concurrent streams run on a model with ``concurrency`` set to
+  ``--streams``; without it they queue, one at a time;
+* ``cache``: time to first token on the second turn of a conversation with the prompt cache on and off;
+* ``batch``: ``/v1/batch/chat/completions`` throughput against the same requests sent one after another.
 
-Runs alternate raw and heylook and keep the best of each, to damp noise from other work on the machine.
-Usage: ``python bench/mlx.py [--rounds 5] [--tokens 256] [--json out.json]``.
+Rounds alternate the contenders (in a rotating order) and keep the best of each, to damp noise from other work on the
+machine; the servers section also gives the median of the per-round ratios. On a shared machine, pin the whole run to
+one core (``taskset -c 1``): what each contender costs per token then shows in its speed.
+Usage: ``python bench/mlx.py [--rounds 5] [--tokens 256] [--sizes tiny,small] [--sections decode,servers,cache,batch]
+[--streams 4] [--json out.json]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +42,7 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 import httpx  # noqa: E402
 from platformdirs import user_cache_dir  # noqa: E402
 
-from heylook_core.testing import serve, write_config  # noqa: E402
+from heylook_core.testing import free_port, serve, write_config  # noqa: E402
 from heylook_mlx.tiny import build_text_model, parameter_count  # noqa: E402
 
 PROMPT = "Tell me a long story about a fox, a cat and a bird who travel from Paris to Berlin."
@@ -112,6 +126,224 @@ def http_decode(client: httpx.Client, model: str, folder: Path, tokens: int) -> 
     return (generated - 1) / (last - first), first - start
 
 
+class Stream:
+    """One streamed chat request, timed by the client: request sent, first and last token chunk, tokens."""
+
+    def __init__(self, base_url: str, body: dict[str, Any]) -> None:
+        self.base_url = base_url
+        self.body = body
+        self.start = self.first = self.last = 0.0
+        self.tokens = 0
+
+    def run(self, client: httpx.Client) -> Stream:
+        self.start = time.perf_counter()
+        chunks = 0
+        with client.stream("POST", self.base_url + "/chat/completions", json=self.body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("usage"):
+                    self.tokens = chunk["usage"]["completion_tokens"]
+                delta = chunk["choices"][0].get("delta", {}) if chunk.get("choices") else {}
+                if delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning"):
+                    self.last = time.perf_counter()
+                    if not chunks:
+                        self.first = self.last
+                    chunks += 1
+        return self
+
+    @property
+    def ttft(self) -> float:
+        return self.first - self.start
+
+    @property
+    def rate(self) -> float:
+        """Decode tokens/s: the tokens after the first over the time from the first to the last."""
+        return (self.tokens - 1) / (self.last - self.first)
+
+
+def chat_body(folder: Path, tokens: int, model: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": tokens,
+        "temperature": 0,
+        "logit_bias": {str(eos_of(folder)): -100},
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **extra,
+    }
+
+
+def concurrent(base_url: str, bodies: list[dict[str, Any]], clients: list[httpx.Client]) -> dict[str, float]:
+    """``len(bodies)`` streams at once: all their tokens over the wall time, and their mean time to first token."""
+    streams = [Stream(base_url, body) for body in bodies]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(streams))
+
+    def one(stream: Stream, client: httpx.Client) -> None:
+        try:
+            barrier.wait()
+            stream.run(client)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=one, args=pair) for pair in zip(streams, clients, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    wall = max(stream.last for stream in streams) - min(stream.start for stream in streams)
+    tokens = sum(stream.tokens for stream in streams)
+    ttft = statistics.fmean(stream.ttft for stream in streams)
+    return {"tokens_per_s": tokens / wall, "ttft_s": ttft, "tokens": tokens}
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time so far of process ``pid``, all its threads (Linux ``/proc``; None elsewhere); None: this process."""
+    if pid is None:
+        return time.process_time()
+    total = 0
+    for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(path.read_text().split()[0])
+    return total / 1e9 if total else None
+
+
+@contextlib.contextmanager
+def mlx_lm_server(folder: Path, timeout: float = 180) -> Iterator[tuple[str, int]]:
+    """``python -m mlx_lm.server`` on ``folder`` with its prompt cache off; yields its ``/v1`` URL and its pid."""
+    port = free_port()
+    command = [sys.executable, "-m", "mlx_lm.server", "--model", str(folder), "--port", str(port)]
+    command += ["--prompt-cache-size", "0", "--log-level", "WARNING"]
+    log = tempfile.NamedTemporaryFile(prefix="mlx-lm-server-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"mlx_lm.server exited with {process.returncode}: {Path(log.name).read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/models", timeout=1.0).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mlx_lm.server did not answer within {timeout} s")
+            time.sleep(0.2)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+
+
+def heylook_supports_concurrency() -> bool:
+    from heylook_mlx.plugin import MLXConfig
+
+    return "concurrency" in MLXConfig.model_fields
+
+
+def side_by_side(
+    heylook: tuple[str, int], folder: Path, size: str, tokens: int, rounds: int, streams: int, batching: bool
+) -> dict[str, Any]:
+    """heylook, mlx_lm.server and raw ``stream_generate`` in a rotating order each round.
+
+    Besides speed, each run's CPU time per generated token: of the server process (all its threads) for the two
+    servers, of this process for raw generation. On a shared machine it varies far less than speed does.
+    """
+    think = {"enable_thinking": True}
+    heylook_url, heylook_pid = heylook
+    with mlx_lm_server(folder) as (mlx_url, mlx_pid):
+        pids = {"heylook": heylook_pid, "mlx_lm": mlx_pid}
+        clients = [httpx.Client(timeout=600) for _ in range(streams)]
+        single = {
+            "heylook": (heylook_url, chat_body(folder, tokens, f"{size}-nocache", think)),
+            "mlx_lm": (mlx_url, chat_body(folder, tokens, "default_model", {"chat_template_kwargs": think})),
+        }
+        model_n = f"{size}-c{streams}" if batching else f"{size}-nocache"
+        many = {
+            "heylook": (heylook_url, chat_body(folder, tokens, model_n, think)),
+            "mlx_lm": (mlx_url, chat_body(folder, tokens, "default_model", {"chat_template_kwargs": think})),
+        }
+        for url, body in (*single.values(), *many.values()):  # load and warm up
+            Stream(url, {**body, "max_tokens": 8}).run(clients[0])
+        raw_decode(folder, 8)
+        samples: dict[str, list[dict[str, float]]] = {}
+
+        def run(name: str) -> None:
+            kind, _, server = name.partition(":")
+            pid = pids.get(server)
+            cpu = cpu_seconds(pid)
+            if kind == "raw":
+                rate, ttft = raw_decode(folder, tokens)
+                sample = {"tokens_per_s": rate, "ttft_s": ttft, "tokens": tokens}
+            elif kind == "one":
+                url, body = single[server]
+                stream = Stream(url, body).run(clients[0])
+                sample = {"tokens_per_s": stream.rate, "ttft_s": stream.ttft, "tokens": stream.tokens}
+            else:
+                url, body = many[server]
+                sample = concurrent(url, [body] * streams, clients)
+            after = cpu_seconds(pid)
+            if cpu is not None and after is not None:
+                sample["cpu_ms_per_token"] = (after - cpu) * 1000 / sample["tokens"]
+            samples.setdefault(name, []).append(sample)
+
+        order = ["raw", "one:heylook", "one:mlx_lm", "many:heylook", "many:mlx_lm"]
+        for index in range(rounds):
+            shift = index % len(order)
+            for name in order[shift:] + order[:shift]:
+                run(name)
+        for client in clients:
+            client.close()
+
+    def best(name: str) -> dict[str, float]:
+        runs = samples[name]
+        figures = {
+            "tokens_per_s": round(max(run["tokens_per_s"] for run in runs), 1),
+            "median_tokens_per_s": round(statistics.median(run["tokens_per_s"] for run in runs), 1),
+            "ttft_ms": round(min(run["ttft_s"] for run in runs) * 1000, 2),
+        }
+        if all("cpu_ms_per_token" in run for run in runs):
+            figures["cpu_ms_per_token"] = round(statistics.median(run["cpu_ms_per_token"] for run in runs), 4)
+        return figures
+
+    def ratios(a: str, b: str) -> float:
+        pairs = zip(samples[a], samples[b], strict=True)
+        return round(statistics.median(x["tokens_per_s"] / y["tokens_per_s"] for x, y in pairs), 3)
+
+    result: dict[str, Any] = {
+        "tokens": tokens,
+        "streams": streams,
+        "heylook_batching": batching,
+        "raw": best("raw"),
+        "heylook_1": best("one:heylook"),
+        "mlx_lm_1": best("one:mlx_lm"),
+        f"heylook_{streams}": best("many:heylook"),
+        f"mlx_lm_{streams}": best("many:mlx_lm"),
+        "heylook_vs_mlx_lm_1": ratios("one:heylook", "one:mlx_lm"),
+        f"heylook_vs_mlx_lm_{streams}": ratios("many:heylook", "many:mlx_lm"),
+        "heylook_vs_raw_1": ratios("one:heylook", "raw"),
+        "mlx_lm_vs_raw_1": ratios("one:mlx_lm", "raw"),
+    }
+    heylook_rate = result["heylook_1"]["tokens_per_s"]
+    result["heylook_added_ms_per_token"] = round(1000 / heylook_rate - 1000 / result["raw"]["tokens_per_s"], 4)
+    if "cpu_ms_per_token" in result["raw"]:
+        for name in ("heylook_1", "mlx_lm_1"):
+            if "cpu_ms_per_token" in result[name]:
+                added = result[name]["cpu_ms_per_token"] - result["raw"]["cpu_ms_per_token"]
+                result[f"{name}_added_cpu_ms_per_token"] = round(added, 4)
+    return result
+
+
 def ttft_turn_two(client: httpx.Client, model: str) -> float:
     """Seconds to the first streamed token of turn two of a conversation with a long first turn."""
     long_text = " ".join([PROMPT] * 12)
@@ -159,24 +391,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--streams", type=int, default=4, help="concurrent streams in the servers section")
+    parser.add_argument("--sizes", default="tiny,small", help="models: tiny, small or both")
+    parser.add_argument("--sections", default="decode,servers,cache,batch")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
+    sizes = [size for size in args.sizes.split(",") if size]
 
-    folders = {size: model_folder(size) for size in ("tiny", "small")}
+    folders = {size: model_folder(size) for size in sizes}
+    batching = heylook_supports_concurrency()
     entries = []
     for size, folder in folders.items():
-        for suffix, extra in (("", ""), ("-nocache", "prompt_cache_size = 0\n")):
+        variants = [("", ""), ("-nocache", "prompt_cache_size = 0\n")]
+        if batching:
+            variants.append((f"-c{args.streams}", f"prompt_cache_size = 0\nconcurrency = {args.streams}\n"))
+        for suffix, extra in variants:
             entries.append(
                 f'[[models]]\nid = "{size}{suffix}"\nprovider = "mlx"\n[models.config]\nmodel_path = "{folder}"\n'
                 f"{extra}"
             )
-    work = cache_dir() / "server"
-    work.mkdir(parents=True, exist_ok=True)
-    config = write_config(work, "max_loaded_models = 4\n\n" + "\n".join(entries))
+    work = Path(tempfile.mkdtemp(prefix="heylook-mlx-bench-"))  # (two benchmarks at once each keep their own)
+    config = write_config(work, "max_loaded_models = 6\n\n" + "\n".join(entries))
     results: dict[str, Any] = {}
-    with serve(config, env={"HEYLOOK_LOAD_PLUGINS": "mlx"}, timeout=120) as server:
+    with serve(config, env={"HEYLOOK_LOAD_PLUGINS": "mlx"}, timeout=120, cwd=work) as server:
         client = httpx.Client(base_url=server.base_url, timeout=600)
-        for size, folder in folders.items():
+        for size, folder in folders.items() if "decode" in sections else ():
             tokens = args.tokens if size == "tiny" else max(64, args.tokens // 2)
             model = f"{size}-nocache"  # a cold prompt every round, like the raw run
             raw_decode(folder, 8)
@@ -199,11 +439,18 @@ def main() -> None:
                 "heylook_ttft_ms": round(http_ttft * 1000, 2),
             }
             print(size, results[size], flush=True)
-        cached = min(ttft_turn_two(client, "small") for _ in range(3))
-        cold = min(ttft_turn_two(client, "small-nocache") for _ in range(3))
-        results["turn_two_ttft_ms"] = {"cache": round(cached * 1000, 1), "no_cache": round(cold * 1000, 1)}
-        print("turn two ttft", results["turn_two_ttft_ms"], flush=True)
-        for size in ("tiny", "small"):
+        for size, folder in folders.items() if "servers" in sections else ():
+            tokens = args.tokens if size == "tiny" else max(64, args.tokens // 2)
+            results[f"servers_{size}"] = side_by_side(
+                (server.base_url, server.process.pid), folder, size, tokens, args.rounds, args.streams, batching
+            )
+            print("servers", size, results[f"servers_{size}"], flush=True)
+        if "cache" in sections and "small" in folders:
+            cached = min(ttft_turn_two(client, "small") for _ in range(3))
+            cold = min(ttft_turn_two(client, "small-nocache") for _ in range(3))
+            results["turn_two_ttft_ms"] = {"cache": round(cached * 1000, 1), "no_cache": round(cold * 1000, 1)}
+            print("turn two ttft", results["turn_two_ttft_ms"], flush=True)
+        for size in folders if "batch" in sections else ():
             batch, sequential = batch_throughput(client, size, folders[size], args.batch, 64)
             results[f"batch_{size}"] = {
                 "requests": args.batch,
