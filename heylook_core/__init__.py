@@ -22,8 +22,8 @@ from heylook_core.errors import (
 from heylook_core.generation import StopMatcher, ThinkSplitter
 from heylook_core.hookspecs import CONTRACT_VERSION, hookimpl
 from heylook_core.middleware import GenerationContext
+from heylook_core.parameters import Parameter, ParameterGroup
 from heylook_core.providers import (
-    SAMPLING_PARAMETERS,
     Availability,
     Capability,
     Provider,
@@ -43,7 +43,6 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 
 __all__ = [
     "CONTRACT_VERSION",
-    "SAMPLING_PARAMETERS",
     "Availability",
     "BadRequestError",
     "CancelToken",
@@ -61,6 +60,8 @@ __all__ = [
     "ModelNotFoundError",
     "ModelWorker",
     "NotFoundError",
+    "Parameter",
+    "ParameterGroup",
     "PayloadTooLargeError",
     "PluginError",
     "Prepared",

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from heylook_core.errors import BadRequestError, UnsupportedError
+from heylook_core.parameters import Parameter
 from heylook_core.providers import Capability
 from heylook_core.security import require_api_key
 from heylook_core.types import EmbeddingRequest, HiddenStatesRequest, TokenizeRequest
@@ -51,7 +52,7 @@ async def embeddings(body: EmbeddingRequest, http: Request) -> Response:
             param="input",
             code="token_ids_not_accepted",
         )
-    if body.dimensions is not None and "dimensions" not in model.parameters:
+    if body.dimensions is not None and Parameter.DIMENSIONS not in model.parameters:
         raise UnsupportedError(model.id, "the parameter 'dimensions'", param="dimensions")
     inputs = body.inputs()
     async with server.router.acquire(slot) as provider:

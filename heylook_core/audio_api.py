@@ -17,6 +17,7 @@ from fastapi.responses import Response
 
 from heylook_core.audio import decode_audio, format_transcription
 from heylook_core.errors import UnsupportedError
+from heylook_core.parameters import Parameter
 from heylook_core.providers import Capability
 from heylook_core.security import require_api_key
 from heylook_core.types import MAX_MODEL_NAME, Granularity, TranscriptionRequest
@@ -43,9 +44,9 @@ async def _transcribe(
             param="model",
             hint=f"its capabilities: {', '.join(sorted(c.value for c in model.capabilities)) or 'none'}",
         )
-    if request.temperature is not None and "temperature" not in model.parameters:
+    if request.temperature is not None and Parameter.TEMPERATURE not in model.parameters:
         raise UnsupportedError(model.id, "the parameter 'temperature'", param="temperature", hint="remove it")
-    if "word" in request.timestamp_granularities and "word_timestamps" not in model.parameters:
+    if "word" in request.timestamp_granularities and Parameter.WORD_TIMESTAMPS not in model.parameters:
         raise UnsupportedError(
             model.id, "word timestamps", param="timestamp_granularities[]", hint="ask for 'segment' granularity only"
         )

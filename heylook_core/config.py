@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from heylook_core.errors import ConfigError
+from heylook_core.parameters import SamplingFields
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,18 +38,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=(), allow_inf_nan=False)
 
 
-class SamplingDefaults(_Strict):
-    """Defaults for request parameters; a request's own value wins, then the model's, then the server's."""
+class SamplingDefaults(SamplingFields):
+    """Defaults for request parameters; a request's own value wins, then the model's, then the server's.
 
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
-    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    repetition_penalty: float | None = Field(default=None, gt=0.0)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    seed: int | None = None
+    The sampling fields and their ranges are the requests' own (:class:`~heylook_core.parameters.SamplingFields`).
+    """
+
+    model_config = _Strict.model_config
+
     stop: list[str] | None = None
     enable_thinking: bool | None = None
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from heylook_core.config import ConfiguredModel, SamplingDefaults
 from heylook_core.errors import UnsupportedError
-from heylook_core.providers import SAMPLING_PARAMETERS, Capability
+from heylook_core.parameters import NO_OUTPUT_CHANGE, ParameterGroup
+from heylook_core.providers import Capability
 from heylook_core.types import ChatRequest, ChatResult, Delta, SamplingParams
 
 
@@ -117,16 +118,15 @@ async def split_reasoning(deltas: AsyncIterator[Delta], tags: list[str]) -> Asyn
             yield delta
 
 
-# Honoured by every model: tools run one at a time unless the provider declares parallel calls, so the switch
-# changes no output for the others (docs/api.md, "Parameters").
-NO_OUTPUT_CHANGE = frozenset({"parallel_tool_calls"})
+# what used_parameters looks for, as plain strings (the request's field names)
+_CHECKED = tuple(sorted(parameter.value for parameter in ParameterGroup.GENERATION - NO_OUTPUT_CHANGE))
 
 
 def used_parameters(request: SamplingParams) -> list[str]:
     """The optional parameters a request sets (the ones a provider must honour)."""
     fields = request.model_fields_set
     used = []
-    for name in SAMPLING_PARAMETERS - NO_OUTPUT_CHANGE:
+    for name in _CHECKED:
         if name in fields and getattr(request, name, None) not in (None, False):
             used.append(name)
     if isinstance(request, ChatRequest) and request.response_format is not None:
@@ -148,7 +148,7 @@ def check_request(model: ConfiguredModel, request: SamplingParams, capability: C
         raise UnsupportedError(model.id, "image inputs", param="messages", hint="use a vision model")
     for name in used_parameters(request):
         if name not in model.parameters:
-            known = name in SAMPLING_PARAMETERS
+            known = name in ParameterGroup.GENERATION
             what = f"the parameter '{name}'" if known else f"the unknown parameter '{name}'"
             if name == "enable_thinking" and getattr(request, "reasoning_effort", None) is not None:
                 raise UnsupportedError(

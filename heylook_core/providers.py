@@ -59,34 +59,6 @@ class Capability(str, enum.Enum):
     VISION = "vision"
 
 
-# Optional request parameters a provider may honour. A request that sets one the model's spec does not list is
-# answered with a 400 naming the model and the parameter. ``model``, ``messages``, ``prompt``, ``stream``,
-# ``stream_options``, ``max_tokens`` and ``user`` are handled by the core and always accepted.
-SAMPLING_PARAMETERS: frozenset[str] = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "top_k",
-        "min_p",
-        "repetition_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-        "stop",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "response_format",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "enable_thinking",
-        "echo",
-        "suffix",
-    }
-)
-
-
 class ProviderConfig(BaseModel):
     """Base for a provider's ``[models.config]`` schema: unknown keys are errors."""
 
@@ -117,8 +89,11 @@ class ProviderSpec(Generic[ConfigT]):
 
     ``factory`` returns the :class:`Provider` subclass and is the only place a backend library may be imported.
     ``capabilities`` and ``parameters`` may be sets, or functions of the validated config (a llama.cpp model
-    serves embeddings only with ``embedding = true``). ``max_concurrency`` is how many requests one model runs
-    at once (a function of the config too, for a server with parallel slots).
+    serves embeddings only with ``embedding = true``). ``parameters`` are the optional request parameters the
+    model honours: :class:`~heylook_core.parameters.Parameter` members, best written as a union of
+    :class:`~heylook_core.parameters.ParameterGroup` groups, plus names of the backend's own request fields.
+    ``max_concurrency`` is how many requests one model runs at once (a function of the config too, for a server
+    with parallel slots).
     """
 
     name: str

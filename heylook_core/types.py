@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from heylook_core.parameters import SamplingFields
+
 MAX_MODEL_NAME = 256  # longer ``model`` values are a 400; error messages show a prefix only
 
 ModelName = Annotated[str, Field(min_length=1, max_length=MAX_MODEL_NAME)]  # "" is a 400, not the default model
@@ -217,23 +219,18 @@ ToolChoice = (
 Stop = str | list[str] | None
 
 
-class SamplingParams(BaseModel):
-    """Sampling parameters shared by chat and completions. ``None`` means "not set": defaults fill it."""
+class SamplingParams(SamplingFields):
+    """Sampling parameters shared by chat and completions. ``None`` means "not set": defaults fill it.
+
+    The sampling fields and their ranges come from :class:`~heylook_core.parameters.SamplingFields`; the optional
+    parameters a request sets are checked against what its model honours (:class:`~heylook_core.Parameter`).
+    """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
 
     model: ModelName | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
-    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    repetition_penalty: float | None = Field(default=None, gt=0.0)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    seed: int | None = None
     stop: Stop = None
     n: int | None = Field(default=None, ge=1, le=1, description="only n = 1 is served")
     logit_bias: dict[str, float] | None = None

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from heylook_core import Availability, Capability, ProviderSpec, hookimpl
+from heylook_core import Availability, Capability, Parameter, ProviderSpec, hookimpl
 from heylook_coreml_stt.config import CoreMLSTTConfig
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ SPEC = ProviderSpec(
     factory=_factory,
     config_schema=CoreMLSTTConfig,
     capabilities=capabilities,
-    parameters=frozenset({"temperature"}),
+    parameters=frozenset({Parameter.TEMPERATURE}),
     check=check,
     description="speech-to-text with Core ML Whisper models (macOS)",
 )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from heylook_core import Availability, Capability, ModelEntry, ProviderSpec, hookimpl
+from heylook_core import Availability, Capability, ModelEntry, Parameter, ParameterGroup, ProviderSpec, hookimpl
 from heylook_faster_whisper.config import FasterWhisperConfig
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ SPEC = ProviderSpec(
     factory=_factory,
     config_schema=FasterWhisperConfig,
     capabilities=capabilities,
-    parameters=frozenset({"temperature", "word_timestamps"}),
+    parameters=frozenset({Parameter.TEMPERATURE}) | ParameterGroup.TRANSCRIPTION,
     check=check,
     description="speech-to-text with faster-whisper (CTranslate2) on CPU or CUDA",
 )

@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from heylook_core import Availability, Capability, ProviderSpec, hookimpl
+from heylook_core import Availability, Capability, ParameterGroup, ProviderSpec, hookimpl
 from heylook_llama_server.config import LlamaServerConfig
 
 if TYPE_CHECKING:
@@ -20,25 +20,9 @@ if TYPE_CHECKING:
 
 HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
 
-# Request parameters llama-server honours. The first group is the core's names (``repetition_penalty`` is sent as
-# ``repeat_penalty``); the second is llama-server's own, let through as extra request fields.
-CORE_PARAMETERS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "top_k",
-        "min_p",
-        "repetition_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-        "stop",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "response_format",
-    }
-)
+# Request parameters llama-server honours: the core's (``repetition_penalty`` is sent as ``repeat_penalty``), and
+# llama-server's own, let through as extra request fields.
+CORE_PARAMETERS: frozenset[str] = ParameterGroup.SAMPLING | ParameterGroup.OUTPUT_CONTROL | ParameterGroup.LOGPROBS
 EXTRA_PARAMETERS = frozenset({"grammar", "json_schema", "cache_prompt", "ignore_eos", "n_probs", "typical_p"})
 
 

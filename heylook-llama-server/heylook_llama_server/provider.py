@@ -32,6 +32,8 @@ from heylook_core import (
     HeylookError,
     ModelLoadError,
     NotFoundError,
+    Parameter,
+    ParameterGroup,
     Provider,
     ProviderError,
     ServiceUnavailableError,
@@ -47,7 +49,8 @@ from heylook_llama_server.supervisor import Supervisor
 logger = logging.getLogger(__name__)
 
 _loads = json.loads
-_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty", "seed", "logit_bias")
+# sent under the core's names (repetition_penalty goes as llama-server's repeat_penalty)
+_SAMPLING = tuple(sorted(name.value for name in ParameterGroup.SAMPLING - {Parameter.REPETITION_PENALTY}))
 
 
 @dataclass

@@ -13,7 +13,7 @@ import importlib.util
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from heylook_core import Availability, Capability, ModelEntry, ProviderSpec, hookimpl
+from heylook_core import Availability, Capability, ModelEntry, Parameter, ParameterGroup, ProviderSpec, hookimpl
 from heylook_llamacpp.config import LlamaCppConfig, default_threads
 
 if TYPE_CHECKING:
@@ -43,20 +43,9 @@ def capabilities(config: LlamaCppConfig) -> frozenset[Capability]:
     return frozenset(caps)
 
 
-BASE_PARAMETERS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "top_k",
-        "min_p",
-        "repetition_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-        "stop",
-        "response_format",
-        "grammar",  # backend-specific: a GBNF grammar string
-    }
+# Everything llama-cpp-python's sampler takes except logit_bias, the output controls, and its own GBNF ``grammar``.
+BASE_PARAMETERS: frozenset[str] = (
+    (ParameterGroup.SAMPLING - {Parameter.LOGIT_BIAS}) | ParameterGroup.OUTPUT_CONTROL | {"grammar"}
 )
 
 
@@ -65,14 +54,14 @@ def parameters(config: LlamaCppConfig) -> frozenset[str]:
         return frozenset()
     names = set(BASE_PARAMETERS)
     if config.logprobs:
-        names |= {"logprobs", "top_logprobs"}
+        names |= ParameterGroup.LOGPROBS
     if config.chat_format in TOOL_CHAT_FORMATS:
-        names |= {"tools", "tool_choice"}
+        names |= {Parameter.TOOLS, Parameter.TOOL_CHOICE}
     if config.chat_format is None and config.mmproj is None:  # a Jinja template: it may read extra variables
-        names |= {"enable_thinking", "chat_template"}
+        names |= ParameterGroup.TEMPLATE | {"chat_template"}
         # rendered by the template (a template without tools answers them with a 400 naming the fix); calls are
         # read by the core's parser in the format the template shows
-        names |= {"tools", "tool_choice", "parallel_tool_calls"}
+        names |= ParameterGroup.TOOLS
     return frozenset(names)
 
 

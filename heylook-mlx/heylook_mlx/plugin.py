@@ -13,7 +13,7 @@ import platform
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from heylook_core import Availability, Capability, ProviderSpec, hookimpl
+from heylook_core import Availability, Capability, Parameter, ParameterGroup, ProviderSpec, hookimpl
 from heylook_mlx.config import MLXConfig
 
 if TYPE_CHECKING:
@@ -27,30 +27,17 @@ INSTALL_FIX_LINUX = (
 )
 
 
-TEXT_PARAMETERS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "top_k",
-        "min_p",
-        "repetition_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "seed",
-        "stop",
-        "logprobs",
-        "top_logprobs",
-        "enable_thinking",
-        # rendered by the model's chat template (one without tools answers them with a 400); "required" and a named
-        # tool_choice are refused (no constrained decoding on MLX here)
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-    }
+# Tools are rendered by the model's chat template (one without tools answers them with a 400); "required" and a named
+# tool_choice are refused (no constrained decoding on MLX here). No response_format: no constrained decoding.
+TEXT_PARAMETERS: frozenset[str] = (
+    ParameterGroup.SAMPLING
+    | {Parameter.STOP}
+    | ParameterGroup.LOGPROBS
+    | ParameterGroup.TEMPLATE
+    | ParameterGroup.TOOLS
 )
 # mlx-vlm's stream gives no per-token log-probabilities; tools are rendered for text models only so far.
-VISION_PARAMETERS = TEXT_PARAMETERS - {"logprobs", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls"}
+VISION_PARAMETERS: frozenset[str] = TEXT_PARAMETERS - ParameterGroup.LOGPROBS - ParameterGroup.TOOLS
 
 
 def capabilities(config: MLXConfig) -> frozenset[Capability]:

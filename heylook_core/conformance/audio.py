@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from heylook_core import Parameter
 from heylook_core.conformance.session import Subject, error_of
 
 SPOKEN = "the quick brown fox jumps over the lazy dog"
@@ -131,7 +132,7 @@ class AudioChecks:
                 data={"model": heylook.id, "response_format": "verbose_json", "timestamp_granularities[]": "word"},
                 files={"file": (clip.name, handle, "audio/wav")},
             )
-        if "word_timestamps" not in heylook.parameters:
+        if Parameter.WORD_TIMESTAMPS not in heylook.parameters:
             assert response.status_code == 400, response.text
             assert error_of(response)["param"] == "timestamp_granularities[]"
             return

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from heylook_core import SAMPLING_PARAMETERS
+from heylook_core import Parameter, ParameterGroup
 from heylook_core.conformance.session import BASELINE_TOKENS, Subject, counts, error_of
 
 NEVER = "@@heylook-never@@"  # a stop sequence no model writes
@@ -85,7 +85,7 @@ def _endpoint(heylook: Subject, probe: Probe, name: str) -> str:
 class ParameterChecks:
     """Every parameter of the core's set, on the endpoint it belongs to, and the model's own parameters."""
 
-    @pytest.mark.parametrize("name", sorted(SAMPLING_PARAMETERS))
+    @pytest.mark.parametrize("name", sorted(parameter.value for parameter in ParameterGroup.GENERATION))
     def test_parameter(self, heylook: Subject, name: str) -> None:
         """Declared: accepted, and a neutral value leaves a greedy generation unchanged. Undeclared: a 400."""
         probe = PROBES.get(name)
@@ -149,7 +149,7 @@ class ParameterChecks:
 
     def test_backend_parameters(self, heylook: Subject) -> None:
         """Each parameter of the model's own (outside the core's set) is accepted with the value the target gives."""
-        own = sorted(heylook.parameters - SAMPLING_PARAMETERS - {"dimensions", "word_timestamps"})
+        own = sorted(heylook.parameters - set(Parameter))
         if not own:
             pytest.skip(f"model '{heylook.id}' declares no parameters of its own")
         endpoint = heylook.text_endpoint()

@@ -8,6 +8,7 @@ import struct
 
 import pytest
 
+from heylook_core import Parameter
 from heylook_core.conformance.session import COMPLETION_PROMPT, Subject, error_of
 
 TEXTS = ["The cat sat on the mat.", "Quarterly revenue grew by four percent.", "Ein kleiner Hund bellt."]
@@ -79,7 +80,7 @@ class VectorChecks:
         full = len(self._embed(heylook, TEXTS[0])[0])
         body = {"model": heylook.id, "input": TEXTS[0], "dimensions": max(1, full // 2)}
         response = heylook.post("/v1/embeddings", body)
-        if "dimensions" in heylook.parameters:
+        if Parameter.DIMENSIONS in heylook.parameters:
             assert response.status_code == 200, response.text
             assert len(response.json()["data"][0]["embedding"]) == max(1, full // 2)
         else:

@@ -35,6 +35,7 @@ from heylook_core.errors import (
     ServiceUnavailableError,
     UnsupportedError,
 )
+from heylook_core.parameters import Parameter, ParameterGroup
 from heylook_core.protocols.openai import STREAM_HEADERS, request_id_of, service_of, stream_error
 from heylook_core.providers import Capability
 from heylook_core.runner import CancelToken
@@ -55,8 +56,9 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 THINKING_SIGNATURE = "heylook"
 # What a tool result with ``is_error: true`` starts with in the tool message the model reads.
 TOOL_ERROR_PREFIX = "Error: "
-# heylook's sampling extensions, also accepted here (checked against the model like any parameter).
-EXTENSIONS = ("min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "seed")
+# The sampling fields of a Messages request (Anthropic's and heylook's extensions: min_p, the penalties, seed) that
+# go on to the internal request as they are, checked against the model like any parameter.
+SAMPLING = tuple(sorted(parameter.value for parameter in ParameterGroup.SAMPLING - {Parameter.LOGIT_BIAS}))
 # Anthropic error types by HTTP status.
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -477,7 +479,7 @@ def to_chat_request(body: CountTokensRequest, model: str) -> ChatRequest:
     if isinstance(body, MessagesRequest):
         data["stream"] = body.stream
         data["max_tokens"] = body.max_tokens
-        for name in ("temperature", "top_p", "top_k", *EXTENSIONS):
+        for name in SAMPLING:
             if getattr(body, name) is not None:
                 data[name] = getattr(body, name)
         if body.stop_sequences:

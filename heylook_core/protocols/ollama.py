@@ -37,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from heylook_core.errors import BadRequestError, HeylookError, ModelNotFoundError, UnsupportedError
+from heylook_core.parameters import Parameter
 from heylook_core.protocols.openai import STREAM_HEADERS, request_id_of, service_of, stream_error
 from heylook_core.providers import Capability
 from heylook_core.runner import CancelToken
@@ -383,13 +384,13 @@ def capabilities(slot: ModelSlot) -> list[str]:
     found: list[str] = []
     if Capability.CHAT in model.capabilities or Capability.COMPLETION in model.capabilities:
         found.append("completion")
-    if Capability.CHAT in model.capabilities and "tools" in model.parameters:
+    if Capability.CHAT in model.capabilities and Parameter.TOOLS in model.parameters:
         found.append("tools")
-    if Capability.COMPLETION in model.capabilities and "suffix" in model.parameters:
+    if Capability.COMPLETION in model.capabilities and Parameter.SUFFIX in model.parameters:
         found.append("insert")
     if Capability.VISION in model.capabilities:
         found.append("vision")
-    if "enable_thinking" in model.parameters:
+    if Parameter.ENABLE_THINKING in model.parameters:
         found.append("thinking")
     if Capability.EMBEDDINGS in model.capabilities:
         found.append("embedding")
@@ -1085,7 +1086,7 @@ async def _embed(
             hint=f"its capabilities: {', '.join(sorted(c.value for c in model.capabilities))}",
         )
     _options(options, generating=False)
-    if dimensions is not None and "dimensions" not in model.parameters:
+    if dimensions is not None and Parameter.DIMENSIONS not in model.parameters:
         raise UnsupportedError(model.id, "the parameter 'dimensions'", param="dimensions")
     if not inputs:
         return [], 0

@@ -45,8 +45,6 @@ THINKING_EFFORTS = {"low", "medium", "high", "xhigh"}
 NO_THINKING_EFFORTS = {"none", "minimal"}
 # ``include`` values: what each adds to the answer.
 INCLUDES = {"message.output_text.logprobs", "reasoning.encrypted_content"}
-# heylook's sampling extensions, also accepted here (checked against the model like any parameter).
-EXTENSIONS = ("top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "seed", "stop")
 
 
 # -- the request -------------------------------------------------------------------------------------------------

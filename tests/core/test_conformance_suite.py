@@ -20,7 +20,7 @@ import random
 import threading
 import time
 
-from heylook_core import SAMPLING_PARAMETERS, Capability, Delta, ProviderSpec, Usage, hookimpl
+from heylook_core import Capability, Delta, ParameterGroup, ProviderSpec, Usage, hookimpl
 from heylook_echo.config import EchoConfig
 from heylook_echo.provider import EchoProvider
 
@@ -58,7 +58,7 @@ def register_providers(register):
             factory=lambda: Flawed,
             config_schema=EchoConfig,
             capabilities=frozenset({Capability.CHAT}),
-            parameters=SAMPLING_PARAMETERS,
+            parameters=ParameterGroup.GENERATION,
         )
     )
 """

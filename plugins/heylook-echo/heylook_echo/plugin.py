@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from heylook_core import SAMPLING_PARAMETERS, Capability, ModelEntry, ProviderSpec, hookimpl
+from heylook_core import Capability, ModelEntry, ParameterGroup, ProviderSpec, hookimpl
 from heylook_echo.config import EchoConfig
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ SPEC = ProviderSpec(
     factory=_factory,
     config_schema=EchoConfig,
     capabilities=frozenset(Capability),
-    parameters=SAMPLING_PARAMETERS,
+    parameters=ParameterGroup.GENERATION,  # every parameter a chat or completion request may set
     max_concurrency=lambda config: config.concurrency,
     description="deterministic replies derived from the request (tests, benchmarks, template)",
 )
