@@ -19,6 +19,25 @@ def test_all_lists_every_public_class() -> None:
     assert public <= set(heylook_core.__all__)
 
 
+def test_every_error_class_is_exported() -> None:
+    """A plugin raises these (docs/plugins.md names PermissionDeniedError among others); each one is public."""
+    import inspect
+
+    from heylook_core import errors
+
+    classes = {name for name, value in vars(errors).items() if inspect.isclass(value) and issubclass(value, Exception)}
+    assert classes <= set(heylook_core.__all__)
+    assert heylook_core.PermissionDeniedError is errors.PermissionDeniedError
+
+
+def test_the_public_modules_import() -> None:
+    import importlib
+
+    assert heylook_core.PUBLIC_MODULES[0] == "heylook_core"
+    for name in heylook_core.PUBLIC_MODULES:
+        assert importlib.import_module(name).__name__ == name
+
+
 def test_the_installed_distribution_is_under_test() -> None:
     """Under tox, the tests import heylook-core as installed (a file missing from the wheel fails), not the tree."""
     import os
