@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from heylook_core.types import Segment, Transcription
+from heylook_core import Segment, Transcription
 from heylook_coreml_stt.folder import TIME_PRECISION, ModelFolder
 from heylook_coreml_stt.frontend import HOP_LENGTH, SAMPLE_RATE, log_mel, pad_or_trim
 from heylook_coreml_stt.runner import Runner

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from heylook_core import BadRequestError, ThreadedProvider
-from heylook_core.types import AudioInput, Transcription, TranscriptionRequest
+from heylook_core import AudioInput, BadRequestError, ThreadedProvider, Transcription, TranscriptionRequest
 from heylook_coreml_stt.decoding import DecodeOptions, transcribe
 from heylook_coreml_stt.folder import ModelFolder, load_folder
 from heylook_coreml_stt.runner import CoreMLRunner, Runner

@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from heylook_core import BadRequestError, ThreadedProvider
-from heylook_core.types import AudioInput, Segment, Transcription, TranscriptionRequest, Word
+from heylook_core import (
+    AudioInput,
+    BadRequestError,
+    Segment,
+    ThreadedProvider,
+    Transcription,
+    TranscriptionRequest,
+    Word,
+)
 
 if TYPE_CHECKING:
     from heylook_faster_whisper.config import FasterWhisperConfig

@@ -29,6 +29,11 @@ import httpx
 from heylook_core import (
     BadRequestError,
     CancelToken,
+    ChatRequest,
+    CompletionRequest,
+    Delta,
+    EmbeddingRequest,
+    EmbeddingResult,
     HeylookError,
     ModelLoadError,
     NotFoundError,
@@ -41,7 +46,6 @@ from heylook_core import (
     TopLogprob,
     Usage,
 )
-from heylook_core.types import ChatRequest, CompletionRequest, Delta, EmbeddingRequest, EmbeddingResult
 from heylook_llama_server.binary import INSTALL_HINT, find_binary
 from heylook_llama_server.config import LlamaServerConfig
 from heylook_llama_server.supervisor import Supervisor

@@ -34,14 +34,6 @@ from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
 from heylook_core import (
     BadRequestError,
     CancelToken,
-    ProviderError,
-    ThreadedProvider,
-    TokenLogprob,
-    TopLogprob,
-    Usage,
-)
-from heylook_core.toolcalls import detect_format, forced_call, template_supports_tools
-from heylook_core.types import (
     ChatMessage,
     ChatRequest,
     CompletionRequest,
@@ -50,6 +42,14 @@ from heylook_core.types import (
     EmbeddingResult,
     HiddenStates,
     HiddenStatesRequest,
+    ProviderError,
+    ThreadedProvider,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+    detect_format,
+    forced_call,
+    template_supports_tools,
 )
 from heylook_llamacpp import default_model, engine_log
 from heylook_llamacpp.build import build_description

@@ -42,16 +42,21 @@ from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, greedy_sampler
 
-from heylook_core import CancelToken, HeylookError, ServiceUnavailableError, StopMatcher, TokenLogprob, Usage
-from heylook_core.runner import WorkerFailedError
-from heylook_core.types import (
+from heylook_core import (
     BatchChatRequest,
     BatchChatResult,
+    CancelToken,
     ChatRequest,
     ChatResult,
     CompletionRequest,
     Delta,
+    HeylookError,
     SamplingParams,
+    ServiceUnavailableError,
+    StopMatcher,
+    TokenLogprob,
+    Usage,
+    WorkerFailedError,
 )
 from heylook_mlx.sampling import LogprobReader, processors_for, sampler_for
 

@@ -10,8 +10,7 @@ from typing import Any
 import mlx.core as mx
 from mlx_embeddings import load as load_embeddings
 
-from heylook_core import BadRequestError
-from heylook_core.types import EmbeddingRequest, EmbeddingResult
+from heylook_core import BadRequestError, EmbeddingRequest, EmbeddingResult
 from heylook_mlx.config import MLXConfig
 from heylook_mlx.text import read_config, resolve_model_path
 

@@ -15,18 +15,22 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
-from heylook_core import BadRequestError, CancelToken, HeylookError, ProviderError, ThreadedProvider
-from heylook_core.types import (
+from heylook_core import (
+    BadRequestError,
     BatchChatRequest,
     BatchChatResult,
+    CancelToken,
     ChatRequest,
     ChatResult,
     CompletionRequest,
     Delta,
     EmbeddingRequest,
     EmbeddingResult,
+    HeylookError,
     HiddenStates,
     HiddenStatesRequest,
+    ProviderError,
+    ThreadedProvider,
 )
 from heylook_mlx.config import MLXConfig
 

@@ -11,8 +11,7 @@ import mlx.core as mx
 import numpy as np
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-from heylook_core import BadRequestError, TokenLogprob, TopLogprob
-from heylook_core.types import SamplingParams
+from heylook_core import BadRequestError, SamplingParams, TokenLogprob, TopLogprob
 
 
 def sampler_for(request: SamplingParams) -> Any:

@@ -34,15 +34,20 @@ from mlx_lm.models.cache import (
 )
 from mlx_lm.utils import _get_classes
 
-from heylook_core import BadRequestError, CancelToken, Usage
-from heylook_core.toolcalls import TaggedFormat, delegated_format, detect_format, template_supports_tools
-from heylook_core.types import (
+from heylook_core import (
+    BadRequestError,
+    CancelToken,
     ChatMessage,
     ChatRequest,
     CompletionRequest,
     Delta,
     HiddenStates,
     HiddenStatesRequest,
+    TaggedFormat,
+    Usage,
+    delegated_format,
+    detect_format,
+    template_supports_tools,
 )
 from heylook_mlx.config import MLXConfig
 from heylook_mlx.sampling import LogprobReader, processors_for, sampler_for, seed

@@ -18,8 +18,7 @@ from mlx_vlm import load as vlm_load
 from mlx_vlm.generate import stream_generate
 from PIL import Image, UnidentifiedImageError
 
-from heylook_core import BadRequestError, CancelToken, Usage
-from heylook_core.types import ChatMessage, ChatRequest, Delta, ImagePart, TextPart
+from heylook_core import BadRequestError, CancelToken, ChatMessage, ChatRequest, Delta, ImagePart, TextPart, Usage
 from heylook_mlx.config import MLXConfig
 from heylook_mlx.sampling import logit_bias_for
 from heylook_mlx.text import resolve_model_path

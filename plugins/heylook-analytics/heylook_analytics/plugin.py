@@ -30,13 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from heylook_core import Delta, GenerationContext, hookimpl
-from heylook_core.security import require_api_key
+from heylook_core import Delta, GenerationContext, hookimpl, require_api_key
 
 if TYPE_CHECKING:
     from heylook_analytics.store import Recorder
-    from heylook_core.middleware import CallNext, Wrapper
-    from heylook_core.types import Usage
+    from heylook_core import CallNext, Usage, Wrapper
 
 HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
 

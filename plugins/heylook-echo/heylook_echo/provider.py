@@ -16,17 +16,10 @@ import zlib
 from collections.abc import Iterator
 
 from heylook_core import (
-    BadRequestError,
-    CancelToken,
-    ProviderError,
-    ThreadedProvider,
-    TokenLogprob,
-    TopLogprob,
-    Usage,
-)
-from heylook_core.types import (
     AudioInput,
+    BadRequestError,
     BatchChatRequest,
+    CancelToken,
     ChatRequest,
     ChatResult,
     CompletionRequest,
@@ -35,9 +28,14 @@ from heylook_core.types import (
     EmbeddingResult,
     HiddenStates,
     HiddenStatesRequest,
+    ProviderError,
     Segment,
+    ThreadedProvider,
+    TokenLogprob,
+    TopLogprob,
     Transcription,
     TranscriptionRequest,
+    Usage,
 )
 from heylook_echo.config import EchoConfig
 

@@ -17,8 +17,7 @@ from importlib.resources import files
 
 from fastapi import APIRouter, Response
 
-from heylook_core import hookimpl
-from heylook_core.errors import NotFoundError
+from heylook_core import NotFoundError, hookimpl
 
 HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
 
