@@ -2,11 +2,18 @@
 
 ``serve(...)`` starts ``heylookllm serve`` as a subprocess on a free loopback port and waits until ``/health``
 answers; use it as a context manager and point the ``openai`` SDK at ``server.base_url``.
+
+``installed_problems(...)`` says whether the tests import the distributions as installed (from their wheels), or
+a source tree that shadows them: a test asserting it is empty makes a file missing from a wheel fail the tests.
+
+This module is public (``heylook_core.PUBLIC_MODULES``) but imported by test code only: nothing in a running server
+imports it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import socket
 import subprocess
@@ -15,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import httpx
@@ -100,3 +108,51 @@ def write_config(directory: str | os.PathLike[str], text: str, name: str = "mode
     path = Path(directory) / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def installed_problems(*distributions: str, cwd: str | os.PathLike[str] | None = None) -> list[str]:
+    """Why the named distributions are not what this interpreter imports; empty when they are.
+
+    For each distribution, every top-level package its wheel installed must be imported from the installed files
+    (not a source tree earlier on ``sys.path``, not an editable install), and a package's ``__version__``, where it
+    has one, must be the distribution's version. With ``cwd``, a subprocess started there (as the tests start
+    ``heylookllm``) must import the same files: ``python -m`` and ``-c`` put their working directory first on
+    ``sys.path``, unless ``PYTHONSAFEPATH`` is set (Python 3.11+).
+    """
+    problems: list[str] = []
+    expected: dict[str, Path] = {}
+    for name in distributions:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            problems.append(f"{name} is not installed")
+            continue
+        packages = sorted(
+            {Path(str(file)).parts[0] for file in dist.files or () if Path(str(file)).name == "__init__.py"} - {".."}
+        )
+        if not packages:
+            problems.append(f"{name} installed no package files (an editable install?); install its wheel")
+        for package in packages:
+            if len(Path(package).parts) != 1 or not package.isidentifier():
+                continue
+            wanted = Path(str(dist.locate_file(f"{package}/__init__.py"))).resolve()
+            expected[package] = wanted
+            module = importlib.import_module(package)
+            imported = Path(str(module.__file__)).resolve()
+            if imported != wanted:
+                problems.append(f"{package} is imported from {imported}, not from the installed {name} ({wanted})")
+            version = getattr(module, "__version__", None)
+            if version is not None and version != dist.version:
+                problems.append(f"{package}.__version__ is {version}, the installed {name} is {dist.version}")
+    if cwd is not None and expected:
+        code = "import sys, importlib\nfor name in sys.argv[1:]:\n    print(importlib.import_module(name).__file__)"
+        result = subprocess.run(
+            [sys.executable, "-c", code, *expected], capture_output=True, text=True, cwd=cwd, check=False
+        )
+        if result.returncode != 0:
+            problems.append(f"a subprocess in {cwd} could not import {', '.join(expected)}: {result.stderr.strip()}")
+        else:
+            for (package, wanted), line in zip(expected.items(), result.stdout.splitlines(), strict=False):
+                if Path(line).resolve() != wanted:
+                    problems.append(f"a subprocess in {cwd} imports {package} from {line}, not {wanted}")
+    return problems
