@@ -1,3 +1,8 @@
 """heylook-llama-server: serve GGUF models through llama.cpp's own ``llama-server``, supervised or remote."""
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("heylook-llama-server")  # written once, in pyproject.toml
+except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
