@@ -205,6 +205,9 @@ class LlamaCppProvider(ThreadedProvider):
         facts: dict[str, Any] = {"model_path": str(self.path) if self.path else self.config.model_path}
         if self.llm is not None:
             facts["context_length"] = self.llm.n_ctx()
+            if self.config.embedding:  # vectors are normalised (embed_sync), one per input, of the model's width
+                facts["embedding_dimensions"] = self.llm.n_embd()
+                facts["embedding_normalized"] = True
         return facts
 
     def _install_meter(self) -> None:
@@ -459,7 +462,8 @@ class LlamaCppProvider(ThreadedProvider):
 
     def embed_sync(self, request: EmbeddingRequest, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         texts = self._texts(inputs)
-        if self.config.pooling == "none":  # per-token vectors: mean-pool, then normalise
+        # Per-token vectors (pooling "none", or unset on a GGUF that names no pooling): mean-pool, then normalise.
+        if self.config.pooling == "none" or self.llm.pooling_type() == llama_cpp.LLAMA_POOLING_TYPE_NONE:
             vectors, count = [], 0
             for text in texts:
                 rows = np.asarray(self._token_states(text), dtype=np.float64)
