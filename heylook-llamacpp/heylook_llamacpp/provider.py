@@ -9,6 +9,9 @@ This module adds what heylook promises on top:
   that llama-cpp-python reuses from the previous request, and every sampled token (the end-of-generation token is
   not counted, as in llama-cpp-python's own non-streamed usage);
 * cancellation: the same wrapper ends generation at the next token once the client has gone;
+* reproducible seeds: a request with a ``seed`` has its whole prompt evaluated, never a cached prefix (the logits
+  after a reused prefix round differently from those of a whole-prompt batch, enough to tip a sampled token and
+  even a greedy one on a near tie), so the same request gives the same text whatever came before it;
 * stop sequences are cut by the core's generation service, which ends generation here through ``cancel``; the
   stop text is never sent and ``finish_reason`` is ``stop``;
 * ``response_format`` through GBNF grammars built from JSON schemas (cached per schema);
@@ -73,10 +76,11 @@ DEFAULT_SAMPLING = {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.0
 class _Meter:
     """What the wrapped ``generate`` saw during one generation."""
 
-    __slots__ = ("cancel", "prompt_tokens", "cached_tokens", "sampled", "eog")
+    __slots__ = ("cancel", "fresh", "prompt_tokens", "cached_tokens", "sampled", "eog")
 
-    def __init__(self, cancel: CancelToken) -> None:
+    def __init__(self, cancel: CancelToken, *, fresh: bool = False) -> None:
         self.cancel = cancel
+        self.fresh = fresh  # evaluate the whole prompt (no cached prefix): the request has a seed
         self.prompt_tokens = 0
         self.cached_tokens = 0
         self.sampled = 0
@@ -221,6 +225,8 @@ class LlamaCppProvider(ThreadedProvider):
             meter = self._meter
             tokens = list(tokens)
             if meter is not None:
+                if meter.fresh:
+                    llm.reset()
                 meter.prompt_tokens = len(tokens)
                 meter.cached_tokens = _reused_prefix(llm, tokens)
             for token in original(tokens, *args, **kwargs):
@@ -382,8 +388,8 @@ class LlamaCppProvider(ThreadedProvider):
 
     def chat_sync(self, request: ChatRequest, cancel: CancelToken) -> Iterator[Delta]:
         llm = self.llm
-        meter = _Meter(cancel)
         kwargs = self._sampling(request)
+        meter = _Meter(cancel, fresh=request.seed is not None)
         messages = [_message(message) for message in request.messages]
         if request.logprobs:
             kwargs["logprobs"] = True
@@ -440,8 +446,8 @@ class LlamaCppProvider(ThreadedProvider):
         self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken
     ) -> Iterator[Delta]:
         llm = self.llm
-        meter = _Meter(cancel)
         kwargs = self._sampling(request)
+        meter = _Meter(cancel, fresh=request.seed is not None)
         if request.logprobs is not None:
             kwargs["logprobs"] = request.logprobs
         self._meter = meter
