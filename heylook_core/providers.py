@@ -180,7 +180,12 @@ class Provider(Generic[ConfigT]):
         raise NotImplementedError
 
     def info(self) -> dict[str, Any]:
-        """Extra facts for ``/v1/models`` and ``/health`` (context size, process id, ...)."""
+        """Extra facts for ``/v1/models`` and ``/health`` (context size, process id, ...).
+
+        The conformance suite (:mod:`heylook_core.conformance`) reads these keys where present: ``context_length``
+        (tokens), and for embedding models ``embedding_dimensions`` (the length of a vector) and
+        ``embedding_normalized`` (``True`` when every vector has unit length).
+        """
         return {}
 
 
