@@ -29,7 +29,9 @@ class EmbeddingEngine:
             self.model, self.tokenizer = load_embeddings(path)
         except ValueError as error:
             raise ValueError(f"mlx-embeddings cannot load '{config.model_path}': {error}") from error
-        self.context_length = int(getattr(getattr(self.model, "config", None), "max_position_embeddings", 512))
+        model_config = getattr(self.model, "config", None)
+        self.context_length = int(getattr(model_config, "max_position_embeddings", 512))
+        self.dimensions: int | None = getattr(model_config, "hidden_size", None)  # the width of a pooled vector
 
     def close(self) -> None:
         self.model = None

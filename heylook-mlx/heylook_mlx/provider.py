@@ -108,6 +108,10 @@ class MLXProvider(ThreadedProvider):
         facts: dict[str, Any] = {"context_length": context} if context else {}
         if self.config.concurrency > 1 and self.engine is not None:
             facts["continuous_batching"] = self.batcher is not None
+        dimensions = getattr(self.engine, "dimensions", None)
+        if self.config.embedding and dimensions:  # mean-pooled and L2-normalised (heylook_mlx.embeddings)
+            facts["embedding_dimensions"] = int(dimensions)
+            facts["embedding_normalized"] = True
         return facts
 
     def _failed(self, error: Exception) -> ProviderError:
