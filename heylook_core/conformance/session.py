@@ -172,6 +172,7 @@ class Subject:
         self.parameters = frozenset(card.get("parameters", ()))
         self.concurrency = int(card.get("concurrency", 1))
         self.baselines: dict[tuple[str, str], Result] = {}
+        self.transcriptions: dict[str, Any] = {}  # clip path: its json transcription (the audio checks share it)
 
     @classmethod
     def load(cls, served: Served, model_id: str, target: Target) -> Subject:
