@@ -31,7 +31,7 @@ from heylook_core.errors import (
 )
 from heylook_core.generation import StopMatcher, ThinkSplitter
 from heylook_core.hookspecs import CONTRACT_VERSION, hookimpl
-from heylook_core.middleware import CallNext, GenerationContext, Wrapper
+from heylook_core.middleware import CallNext, GenerationContext, GenerationRequest, Wrapper
 from heylook_core.parameters import Parameter, ParameterGroup
 from heylook_core.providers import (
     Availability,
@@ -153,6 +153,7 @@ __all__ = [
     # hooks: the marker, middleware, routes, configuration
     "CallNext",
     "GenerationContext",
+    "GenerationRequest",
     "ModelEntry",
     "SamplingDefaults",
     "Settings",

@@ -8,12 +8,12 @@ import pluggy
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from fastapi import APIRouter, FastAPI
 
     from heylook_core.config import ModelEntry, Settings
-    from heylook_core.middleware import GenerationContext, Wrapper
+    from heylook_core.middleware import GenerationContext, GenerationRequest, Wrapper
     from heylook_core.providers import ProviderSpec
 
 PROJECT = "heylook"
@@ -29,7 +29,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+def register_providers(register: Callable[[ProviderSpec[Any]], None]) -> None:
     """Register provider specs by calling ``register(spec)`` once for each."""
 
 
@@ -39,17 +39,17 @@ def register_models(register: Callable[[ModelEntry], None]) -> None:
 
 
 @hookspec
-def wrap_generation(request: Any, context: GenerationContext) -> Wrapper | None:
+def wrap_generation(request: GenerationRequest, context: GenerationContext) -> Wrapper | None:
     """Return an async wrapper ``(request, call_next)`` to run around this generation, or ``None``."""
 
 
 @hookspec
-def startup(app: FastAPI, settings: Settings) -> Any:
+def startup(app: FastAPI, settings: Settings) -> Awaitable[None] | None:
     """Run when the server starts (may be a coroutine function)."""
 
 
 @hookspec
-def shutdown(app: FastAPI) -> Any:
+def shutdown(app: FastAPI) -> Awaitable[None] | None:
     """Run when the server stops, in reverse order of startup (may be a coroutine function)."""
 
 

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from heylook_core.errors import HeylookError, PluginError
-from heylook_core.types import Delta
+from heylook_core.types import ChatRequest, CompletionRequest, Delta
 
 logger = logging.getLogger(__name__)
 
-CallNext = Callable[[Any], AsyncIterator[Delta]]
-Wrapper = Callable[[Any, CallNext], AsyncIterator[Delta]]
+GenerationRequest = ChatRequest | CompletionRequest  # what a wrapper receives and passes on (context.endpoint)
+CallNext = Callable[[GenerationRequest], AsyncIterator[Delta]]
+Wrapper = Callable[[GenerationRequest, CallNext], AsyncIterator[Delta]]
 
 
 @dataclass
@@ -55,10 +56,10 @@ def compose(
 
 
 def _guard(plugin: str, wrapper: Wrapper, call_next: CallNext, context: GenerationContext | None) -> CallNext:
-    async def guarded(request: Any) -> AsyncIterator[Delta]:
+    async def guarded(request: GenerationRequest) -> AsyncIterator[Delta]:
         downstream: list[BaseException] = []
 
-        async def marked_next(next_request: Any) -> AsyncIterator[Delta]:
+        async def marked_next(next_request: GenerationRequest) -> AsyncIterator[Delta]:
             try:
                 async for delta in call_next(next_request):
                     yield delta
