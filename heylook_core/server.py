@@ -10,6 +10,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from heylook_core.config import Settings, load_settings
 from heylook_core.errors import ConfigError
@@ -17,6 +18,9 @@ from heylook_core.metrics import Metrics
 from heylook_core.plugins import PluginHost
 from heylook_core.router import Router
 from heylook_core.service import GenerationService
+
+if TYPE_CHECKING:
+    from heylook_core.protocols.response_store import ResponseStore
 
 
 class Server:
@@ -38,6 +42,7 @@ class Server:
         self.stopping = False  # the shutdown grace is over: running generations end with an error
         self.restart_requested = False  # POST /v1/admin/restart: after the drain, serve_command re-executes
         self.serving = False  # under heylook_core.serving.serve, whose SIGTERM handler drains
+        self.response_store: ResponseStore | None = None  # the Responses API's stored responses, made on first use
 
 
 def build_server(

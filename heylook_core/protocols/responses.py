@@ -613,7 +613,7 @@ def _skeleton(body: ResponsesRequest, request: ChatRequest, model_name: str) -> 
 
 
 def store_of(server: Server) -> ResponseStore:
-    store: ResponseStore | None = getattr(server, "response_store", None)
+    store = server.response_store
     if store is None:
         settings = server.settings.server
         path = None
