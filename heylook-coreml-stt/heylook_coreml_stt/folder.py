@@ -21,6 +21,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from heylook_coreml_stt.frontend import HOP_LENGTH, SAMPLE_RATE
 from heylook_coreml_stt.tokenizer import TokenizerError, WhisperTokenizer
@@ -115,7 +116,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"-?\d+", text))
 
 
-def _from_metadata(item: dict) -> Tensor:
+def _from_metadata(item: dict[str, Any]) -> Tensor:
     dtype = str(item.get("dataType", "")).upper()
     shape = _parse_shape(str(item.get("shape", "[]")))
     max_shape = None

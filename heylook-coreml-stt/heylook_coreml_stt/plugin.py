@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import platform
-import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from heylook_core import Availability, Capability, Parameter, ProviderSpec, hookimpl
 from heylook_coreml_stt.config import CoreMLSTTConfig
@@ -29,7 +28,7 @@ def capabilities(config: CoreMLSTTConfig) -> frozenset[Capability]:
 
 
 def check() -> Availability:
-    if sys.platform != "darwin":
+    if platform.system() != "Darwin":  # not sys.platform, after which mypy would skip the rest on Linux
         return Availability(
             False,
             f"needs macOS: Core ML prediction runs only on macOS (this host: {platform.system()})",
@@ -41,7 +40,7 @@ def check() -> Availability:
     return Availability(True, "Core ML available")
 
 
-def _factory() -> type[Provider]:
+def _factory() -> type[Provider[CoreMLSTTConfig]]:
     from heylook_coreml_stt.provider import CoreMLSTTProvider
 
     return CoreMLSTTProvider
@@ -59,5 +58,5 @@ SPEC = ProviderSpec(
 
 
 @hookimpl
-def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+def register_providers(register: Callable[[ProviderSpec[Any]], None]) -> None:
     register(SPEC)

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from heylook_core import AudioInput, BadRequestError, ThreadedProvider, Transcription, TranscriptionRequest
+from heylook_coreml_stt.config import CoreMLSTTConfig
 from heylook_coreml_stt.decoding import DecodeOptions, transcribe
 from heylook_coreml_stt.folder import ModelFolder, load_folder
 from heylook_coreml_stt.runner import CoreMLRunner, Runner
 
-if TYPE_CHECKING:
-    from heylook_coreml_stt.config import CoreMLSTTConfig
-
 logger = logging.getLogger(__name__)
 
 
-class CoreMLSTTProvider(ThreadedProvider):
-    config: CoreMLSTTConfig
-
-    def __init__(self, model_id: str, config: Any, runner: Runner | None = None) -> None:
+class CoreMLSTTProvider(ThreadedProvider[CoreMLSTTConfig]):
+    def __init__(self, model_id: str, config: CoreMLSTTConfig, runner: Runner | None = None) -> None:
         super().__init__(model_id, config)
         self.folder: ModelFolder | None = None
         self.runner: Runner | None = runner

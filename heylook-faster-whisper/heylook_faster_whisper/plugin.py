@@ -12,7 +12,7 @@ import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from heylook_core import Availability, Capability, ModelEntry, Parameter, ParameterGroup, ProviderSpec, hookimpl
 from heylook_faster_whisper.config import FasterWhisperConfig
@@ -72,7 +72,7 @@ def tiny_model_path() -> Path | None:
     return folder if (folder / "model.bin").is_file() else None
 
 
-def _factory() -> type[Provider]:
+def _factory() -> type[Provider[FasterWhisperConfig]]:
     from heylook_faster_whisper.provider import FasterWhisperProvider
 
     return FasterWhisperProvider
@@ -90,7 +90,7 @@ SPEC = ProviderSpec(
 
 
 @hookimpl
-def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+def register_providers(register: Callable[[ProviderSpec[Any]], None]) -> None:
     register(SPEC)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -24,9 +24,7 @@ from heylook_core import (
     TranscriptionRequest,
     Word,
 )
-
-if TYPE_CHECKING:
-    from heylook_faster_whisper.config import FasterWhisperConfig
+from heylook_faster_whisper.config import FasterWhisperConfig
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +48,8 @@ def resolve_model_path(model_path: str) -> str:
     return str(folder)
 
 
-class FasterWhisperProvider(ThreadedProvider):
-    config: FasterWhisperConfig
-
-    def __init__(self, model_id: str, config: Any) -> None:
+class FasterWhisperProvider(ThreadedProvider[FasterWhisperConfig]):
+    def __init__(self, model_id: str, config: FasterWhisperConfig) -> None:
         super().__init__(model_id, config)
         self.model: Any = None
 

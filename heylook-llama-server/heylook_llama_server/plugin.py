@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from heylook_core import Availability, Capability, ParameterGroup, ProviderSpec, hookimpl
 from heylook_llama_server.config import LlamaServerConfig
@@ -46,7 +46,7 @@ def check() -> Availability:
     return describe()
 
 
-def _factory() -> type[Provider]:
+def _factory() -> type[Provider[LlamaServerConfig]]:
     from heylook_llama_server.provider import LlamaServerProvider
 
     return LlamaServerProvider
@@ -65,7 +65,7 @@ SPEC = ProviderSpec(
 
 
 @hookimpl
-def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+def register_providers(register: Callable[[ProviderSpec[Any]], None]) -> None:
     register(SPEC)
 
 
@@ -82,7 +82,7 @@ def _which_command(args: argparse.Namespace) -> int:
 
 
 @hookimpl
-def register_commands(cli: argparse._SubParsersAction) -> None:
+def register_commands(cli: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = cli.add_parser("llama-server", help="manage the llama-server binary")
     sub = parser.add_subparsers(dest="llama_server_command", metavar="COMMAND")
     install = sub.add_parser("install", help="build llama-server from source into the user cache (once)")
@@ -94,4 +94,9 @@ def register_commands(cli: argparse._SubParsersAction) -> None:
     install.set_defaults(handler=_install_command)
     which = sub.add_parser("which", help="print the llama-server binary heylook would use")
     which.set_defaults(handler=_which_command)
-    parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
+
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(handler=usage)

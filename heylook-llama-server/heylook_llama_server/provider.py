@@ -152,9 +152,7 @@ def _usage(data: dict[str, Any] | None) -> Usage:
     )
 
 
-class LlamaServerProvider(Provider):
-    config: LlamaServerConfig
-
+class LlamaServerProvider(Provider[LlamaServerConfig]):
     def __init__(self, model_id: str, config: LlamaServerConfig) -> None:
         super().__init__(model_id, config)
         self.client: httpx.AsyncClient | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from heylook_core import Availability, Capability, ModelEntry, Parameter, ParameterGroup, ProviderSpec, hookimpl
 from heylook_llamacpp.config import LlamaCppConfig, default_threads
@@ -109,7 +109,7 @@ def check() -> Availability:
     )
 
 
-def _factory() -> type[Provider]:
+def _factory() -> type[Provider[LlamaCppConfig]]:
     from heylook_llamacpp.provider import LlamaCppProvider
 
     return LlamaCppProvider
@@ -131,7 +131,7 @@ def default_model_installed() -> bool:
 
 
 @hookimpl
-def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+def register_providers(register: Callable[[ProviderSpec[Any]], None]) -> None:
     register(SPEC)
 
 

@@ -90,9 +90,7 @@ class _Meter:
         return Usage(self.prompt_tokens, self.sampled - (1 if self.eog else 0), self.cached_tokens)
 
 
-class LlamaCppProvider(ThreadedProvider):
-    config: LlamaCppConfig
-
+class LlamaCppProvider(ThreadedProvider[LlamaCppConfig]):
     def __init__(self, model_id: str, config: LlamaCppConfig) -> None:
         super().__init__(model_id, config)
         self.llm: Any = None

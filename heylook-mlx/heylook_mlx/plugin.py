@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import platform
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from heylook_core import Availability, Capability, Parameter, ParameterGroup, ProviderSpec, hookimpl
 from heylook_mlx.config import MLXConfig
@@ -72,7 +72,7 @@ def check() -> Availability:
     return Availability(True, f"mlx {getattr(mx, '__version__', '?')} on {mx.default_device()}")
 
 
-def _factory() -> type[Provider]:
+def _factory() -> type[Provider[MLXConfig]]:
     from heylook_mlx.provider import MLXProvider
 
     return MLXProvider
@@ -91,5 +91,5 @@ SPEC = ProviderSpec(
 
 
 @hookimpl
-def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+def register_providers(register: Callable[[ProviderSpec[Any]], None]) -> None:
     register(SPEC)

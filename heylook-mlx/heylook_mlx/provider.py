@@ -39,10 +39,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class MLXProvider(ThreadedProvider):
-    config: MLXConfig
-
-    def __init__(self, model_id: str, config: Any) -> None:
+class MLXProvider(ThreadedProvider[MLXConfig]):
+    def __init__(self, model_id: str, config: MLXConfig) -> None:
         super().__init__(model_id, config)
         self.engine: Any = None
         self.planner: Any = None  # heylook_mlx.batching.BatchPlanner (text models)

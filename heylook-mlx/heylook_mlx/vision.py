@@ -35,11 +35,11 @@ def decode_image(url: str, max_side: int) -> Image.Image:
         raise BadRequestError("an image data URL must be base64 encoded", param="messages")
     try:
         raw = base64.b64decode(payload, validate=False)
-        image = Image.open(io.BytesIO(raw))
-        image.load()
+        decoded = Image.open(io.BytesIO(raw))
+        decoded.load()
     except (binascii.Error, UnidentifiedImageError, OSError) as error:
         raise BadRequestError(f"an image could not be decoded: {error}", param="messages") from error
-    image = image.convert("RGB")
+    image = decoded.convert("RGB")
     if max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     return image

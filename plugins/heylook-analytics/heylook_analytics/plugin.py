@@ -224,7 +224,7 @@ def _hours(text: str) -> float:
 
 
 @hookimpl
-def register_commands(cli: argparse._SubParsersAction) -> None:
+def register_commands(cli: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = cli.add_parser("analytics", help="summarise recorded requests per model (reads the analytics database)")
     parser.add_argument("--hours", type=_hours, default=24.0, help="how far back to look (default 24)")
     parser.add_argument("--json", action="store_true", help="print JSON, as GET /-/analytics does")

@@ -8,7 +8,7 @@ This is the file a third party copies first. It stays light: it imports the core
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from heylook_core import Capability, ModelEntry, ParameterGroup, ProviderSpec, hookimpl
 from heylook_echo.config import EchoConfig
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 HEYLOOK_CONTRACT = ">=1,<2"  # the heylook plugin contract versions this plugin supports (docs/plugins.md)
 
 
-def _factory() -> type[Provider]:
+def _factory() -> type[Provider[EchoConfig]]:
     from heylook_echo.provider import EchoProvider
 
     return EchoProvider
@@ -37,7 +37,7 @@ SPEC = ProviderSpec(
 
 
 @hookimpl
-def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+def register_providers(register: Callable[[ProviderSpec[Any]], None]) -> None:
     register(SPEC)
 
 

@@ -53,9 +53,7 @@ def token_id(token: str) -> int:
     return zlib.crc32(token.encode("utf-8")) % 50_000
 
 
-class EchoProvider(ThreadedProvider):
-    config: EchoConfig
-
+class EchoProvider(ThreadedProvider[EchoConfig]):
     def __init__(self, model_id: str, config: EchoConfig) -> None:
         super().__init__(model_id, config)
         self.vocabulary: dict[int, str] = {BOS: ""}  # the tokens tokenize_sync has seen, to read token-id prompts
@@ -238,7 +236,7 @@ class EchoProvider(ThreadedProvider):
 
     def transcribe_sync(self, audio: AudioInput, request: TranscriptionRequest) -> Transcription:
         duration = audio.duration
-        segments = []
+        segments: list[Segment] = []
         start = 0.0
         while start < duration or not segments:
             end = min(duration, start + 30.0)
