@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import types
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from typing import Any, TypeVar
 
 from starlette.responses import StreamingResponse
@@ -122,7 +122,7 @@ async def _close(step: Any) -> None:
         await _finish(step, pending)
 
 
-async def ready_groups(source: AsyncIterator[T]) -> AsyncIterator[list[T]]:
+async def ready_groups(source: AsyncIterator[T]) -> AsyncGenerator[list[T], None]:
     """The items of ``source`` in groups: each group holds the items that were there without waiting.
 
     The next item is asked for by running ``source.__anext__()`` one step by hand: when it completes at once the item
@@ -164,9 +164,10 @@ class EventStreamResponse(StreamingResponse):
 
     async def stream_response(self, send: Any) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        async with contextlib.aclosing(ready_groups(self.body_iterator)) as groups:
+        async with contextlib.aclosing(ready_groups(aiter(self.body_iterator))) as groups:
             async for group in groups:
-                body = group[0] if len(group) == 1 else b"".join(group)
+                chunks = [chunk.encode(self.charset) if isinstance(chunk, str) else chunk for chunk in group]
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -94,8 +94,10 @@ class EchoProvider(ThreadedProvider[EchoConfig]):
             tokens = (reply + [self.config.filler] * max(0, limit - len(reply)))[:limit]
             finish = "length"
         want_logprobs = bool(getattr(request, "logprobs", None))
-        top = getattr(request, "top_logprobs", None) or (
-            request.logprobs if isinstance(request, CompletionRequest) else 0
+        top: int = (
+            getattr(request, "top_logprobs", None)
+            or (request.logprobs if isinstance(request, CompletionRequest) else None)
+            or 0
         )
         delay = self.config.token_delay_ms / 1000
         produced = 0
