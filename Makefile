@@ -10,7 +10,7 @@ export HEYLOOK_CACHE
 PIP := $(VENV)/bin/python -m pip
 TOX_ENVS ?= ALL
 
-.PHONY: serve test venv llama-cpp-wheel test-deps lint bench-overhead
+.PHONY: serve test venv llama-cpp-wheel test-deps lint typecheck bench-overhead
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ lint: venv
 	$(PIP) install -q "ruff>=0.6"
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	cmp heylook-llamacpp/heylook_llamacpp/ggml_build.py heylook-llama-server/heylook_llama_server/ggml_build.py
+
+# mypy, strict, over the installed core and every first-party plugin (also part of `make test`: tox.ini's env_list).
+typecheck: venv
+	$(PIP) install -q "tox>=4.20"
+	$(VENV)/bin/tox run -e typecheck
 
 bench-overhead: venv
 	$(PIP) install -q . ./plugins/heylook-echo
