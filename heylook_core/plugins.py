@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI
 
     from heylook_core.config import ModelEntry, Settings
-    from heylook_core.middleware import GenerationContext, Wrapper
+    from heylook_core.middleware import GenerationContext, GenerationRequest, Wrapper
     from heylook_core.providers import ProviderSpec
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class PluginHost:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
-        self.providers: dict[str, ProviderSpec] = {}
+        self.providers: dict[str, ProviderSpec[Any]] = {}
         self.offered_models: list[ModelEntry] = []
         self._extra = list(extra_plugins)
         self._entry_points = entry_points
@@ -337,7 +337,7 @@ class PluginHost:
     def _register_from(self, name: str, plugin: object, record: PluginRecord) -> None:
         from heylook_core.config import ModelEntry
 
-        def register_provider(spec: ProviderSpec) -> None:
+        def register_provider(spec: ProviderSpec[Any]) -> None:
             existing = self.providers.get(spec.name)
             if existing is not None:
                 first = self.records.get(existing.plugin or "")
@@ -414,7 +414,7 @@ class PluginHost:
     def failed(self) -> list[PluginRecord]:
         return [r for r in self.records.values() if r.status == "failed"]
 
-    def wrappers(self, request: Any, context: GenerationContext) -> list[tuple[str, Wrapper]]:
+    def wrappers(self, request: GenerationRequest, context: GenerationContext) -> list[tuple[str, Wrapper]]:
         """Each plugin's wrapper for this generation, as pluggy's call returns them (the first is outermost; a hook
         wrapper may reshape the list), each named by the plugin it came from (:func:`_owners`). A plugin whose hook
         raises fails this request (closed), named; it is not turned off, so a policy plugin's error never lets a
@@ -624,7 +624,7 @@ def _import(module: str) -> object:
     return importlib.import_module(module)
 
 
-def _with_plugin(spec: ProviderSpec, plugin: str) -> ProviderSpec:
+def _with_plugin(spec: ProviderSpec[Any], plugin: str) -> ProviderSpec[Any]:
     from dataclasses import replace
 
     return replace(spec, plugin=plugin)
