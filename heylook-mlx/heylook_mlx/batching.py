@@ -9,10 +9,11 @@ share one sampler object, so the generator samples them in one call; a seeded se
 key (:class:`SeededSampler`), so its text does not depend on what else is in the batch and equals what the
 one-at-a-time path gives for that seed.
 
-The batch endpoint (:func:`batch_chat`). On some devices batched decoding is slower per token than decoding the
-requests one after another (mlx's CPU backend on Linux multiplies matrices with reference BLAS: 8 rows cost about
-8 times one). :class:`BatchPlanner` measures a few decode steps of the model at one sequence and at the batch's
-width, once per width, and runs the requests batched only where that measured speedup is at least
+The batch endpoint (:func:`batch_chat`). On some devices batched decoding gains little or nothing per token over
+decoding the requests one after another (mlx's CPU backend on Linux multiplies matrices with reference BLAS: a step
+of 8 rows costs most of what 8 single steps cost). :class:`BatchPlanner` measures decode steps of the model at one
+sequence and at the batch's width, once per width, and runs the requests batched only where that measured speedup is
+at least
 ``BATCH_GAIN``; otherwise one after another, each with the prompt cache, as separate requests would. The response's
 ``batching`` field says which, and why. Batched, the prompt prefix that every request shares (a system prompt) is
 processed once and copied into each sequence, and the prompts join the generator shortest first so that each prefill
@@ -228,8 +229,10 @@ def _starts(engine: TextEngine, prompts: list[list[int]]) -> list[tuple[list[Any
 class BatchPlanner:
     """Whether the batch endpoint decodes its requests together (``batch_strategy``; ``auto`` measures it).
 
-    ``auto`` times a few decode steps of the model at one sequence and at the batch's width (a context of
-    ``PLAN_CONTEXT`` tokens, steps alternating, best of each), once per width for the life of the loaded model.
+    ``auto`` times ``width`` decode steps of the model at one sequence against one step at the batch's width (a
+    context of ``PLAN_CONTEXT`` tokens, alternating, best of each), once per width for the life of the loaded model.
+    On the CPU device it counts the process's CPU time, not the wall clock: on a machine that other work keeps busy,
+    the wall clock of a long step includes the time the scheduler gave to others, and a short one often does not.
     """
 
     def __init__(self, engine: TextEngine) -> None:
@@ -261,7 +264,7 @@ class BatchPlanner:
             return "batched", measured
         return "sequential", f"{measured} on this model and device (batching needs {BATCH_GAIN}x)"
 
-    def measure(self, width: int, rounds: int = 3) -> float:
+    def measure(self, width: int, rounds: int = 2) -> float:
         """Tokens/s of batched decoding at ``width`` sequences over tokens/s at one."""
         engine = self.engine
         model = engine.model
@@ -270,19 +273,22 @@ class BatchPlanner:
         single = copy.deepcopy(base)
         batch = [entry.merge([copy.deepcopy(entry) for _ in range(width)]) for entry in base]
 
-        def step(cache: list[Any], rows: int) -> float:
-            started = time.perf_counter()
-            logits = model(mx.zeros((rows, 1), dtype=mx.int32), cache=cache)
-            mx.eval(mx.argmax(logits[:, -1, :], axis=-1))
-            return time.perf_counter() - started
+        clock = time.process_time if mx.default_device() == mx.cpu else time.perf_counter
 
-        step(single, 1)
-        step(batch, width)
-        one = many = float("inf")
+        def steps(cache: list[Any], rows: int, count: int) -> float:
+            started = clock()
+            for _ in range(count):
+                logits = model(mx.zeros((rows, 1), dtype=mx.int32), cache=cache)
+                mx.eval(mx.argmax(logits[:, -1, :], axis=-1))
+            return clock() - started
+
+        steps(single, 1, 1)
+        steps(batch, width, 1)
+        alone = together = float("inf")  # the same tokens each way, so that both see the same kind of noise
         for _ in range(rounds):
-            one = min(one, step(single, 1))
-            many = min(many, step(batch, width))
-        return width * one / many
+            alone = min(alone, steps(single, 1, width))
+            together = min(together, steps(batch, width, 1))
+        return alone / together
 
 
 def batch_chat(engine: TextEngine, planner: BatchPlanner, request: BatchChatRequest, cancel: CancelToken) -> Any:
