@@ -24,14 +24,16 @@ they finish, when the core stops them (a stop sequence: ``cancel.stop()``, ended
 goes away (``cancel.cancel()``, dropped). Each request starts from the prompt cache like a one-at-a-time request and
 leaves its KV cache there when it ends. The generator runs on the worker thread in slices of at most ``SLICE_S``, so
 the model's other calls (tokenize, hidden states, the batch endpoint) run between slices; each step's tokens cross to
-the event loop in one hand-off.
+the event loop with at most one wake-up, and none for consumers that are still busy with earlier ones (:class:`_Pipe`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -70,6 +72,7 @@ logger = logging.getLogger(__name__)
 BATCH_GAIN = 1.2  # auto: batch only where batched decoding measured at least this much faster than one at a time
 SHARED_PREFIX_MIN = 8  # a prefix every prompt of a batch shares is processed once when it is at least this long
 SLICE_S = 0.05  # continuous batching: seconds of decode steps per worker call
+COALESCE_S = 0.002  # continuous batching: a stream whose tokens come faster is read every this many seconds
 PLAN_CONTEXT = 16  # tokens of context in the decode steps the planner times
 
 
@@ -412,6 +415,74 @@ def _batched(
 # -- continuous batching ---------------------------------------------------------------------------------------------
 
 
+class _Pipe:
+    """One request's deltas from the worker thread to its consumer: a deque, and a wake-up only while it waits.
+
+    The scheme of heylook_core's ``ModelWorker.stream`` hand-off, without its back-pressure (the batch does not wait
+    for one slow client; its tokens wait in memory). The consumer registers a future in ``waiters`` before it looks
+    at the deque a last time and sleeps; the worker, after appending, pops that future (if any) to wake it. Once
+    items come less than ``COALESCE_S`` apart, the consumer sleeps ``COALESCE_S`` on a timer of its own instead and
+    takes what came meanwhile; the worker then wakes it early only for the last delta or an error.
+    """
+
+    __slots__ = ("items", "last_wake", "paced", "timed", "waiters")
+
+    def __init__(self) -> None:
+        self.items: deque[Delta | BaseException] = deque()
+        self.waiters: list[asyncio.Future[None]] = []
+        self.paced = False  # the consumer reads on its own timer
+        self.timed = False  # the waiting consumer has its timer set
+        self.last_wake = -math.inf
+
+    def put(self, item: Delta | BaseException) -> asyncio.Future[None] | None:
+        """Append ``item`` (worker thread); the consumer's future to wake, if it waits for this item."""
+        self.items.append(item)
+        if not self.waiters:
+            return None
+        if self.timed and isinstance(item, Delta) and item.finish_reason is None:
+            return None
+        try:
+            return self.waiters.pop()
+        except IndexError:  # the consumer took it back: it saw the item itself
+            return None
+
+    async def get(self, loop: asyncio.AbstractEventLoop) -> Delta | BaseException:
+        items = self.items
+        while not items:
+            waiter = loop.create_future()
+            timer = None
+            if self.paced:
+                self.timed = True  # (set before the worker can see the waiter)
+                timer = loop.call_later(COALESCE_S, _wake, waiter)
+            else:
+                self.timed = False
+            self.waiters.append(waiter)
+            try:
+                if not items:  # (an item appended before the worker could see the waiter is seen here)
+                    await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(waiter)
+                now = loop.time()
+                if timer is not None:
+                    timer.cancel()
+                    self.paced = bool(items)  # paced while its timer finds items
+                else:
+                    self.paced = now - self.last_wake < COALESCE_S
+                self.last_wake = now
+        return items.popleft()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        _wake(waiter)
+
+
 @dataclass(eq=False)
 class _Seat:
     """One streamed request in the continuous batch."""
@@ -422,7 +493,7 @@ class _Seat:
     top_logprobs: int
     param: str
     cancel: CancelToken
-    queue: asyncio.Queue[Delta | BaseException]
+    pipe: _Pipe = field(default_factory=_Pipe)
     sequence: _Sequence | None = None
 
 
@@ -475,14 +546,15 @@ class Batcher:
         if self._closed:
             raise ServiceUnavailableError(f"model '{self.engine.model_id}' is unloading; retry", retry_after=1)
         loop = asyncio.get_running_loop()
-        seat = _Seat(request, make_tokens, logprobs, top_logprobs, param, cancel, asyncio.Queue())
+        seat = _Seat(request, make_tokens, logprobs, top_logprobs, param, cancel)
         self._open.add(seat)
         self._incoming.append(seat)
         if self._driver is None:
             self._driver = loop.create_task(self._drive(loop), name=f"heylook-batch-{self.engine.model_id}")
+        items, get = seat.pipe.items, seat.pipe.get
         try:
             while True:
-                item = await seat.queue.get()
+                item = items.popleft() if items else await get(loop)
                 if isinstance(item, BaseException):
                     raise item
                 yield item
@@ -517,12 +589,9 @@ class Batcher:
     def _fail(self, error: BaseException) -> None:
         self._incoming.clear()
         for seat in list(self._open):
-            seat.queue.put_nowait(error)
-
-    @staticmethod
-    def _deliver(out: _Out) -> None:
-        for seat, item in out:
-            seat.queue.put_nowait(item)
+            waiter = seat.pipe.put(error)
+            if waiter is not None:
+                _wake(waiter)
 
     def close(self) -> None:
         """The model is unloading: requests still open fail, new ones are refused."""
@@ -554,10 +623,17 @@ class Batcher:
             self.reset()
             raise
 
-    def _send(self, loop: asyncio.AbstractEventLoop, out: _Out) -> None:
-        if out:
+    @staticmethod
+    def _send(loop: asyncio.AbstractEventLoop, out: _Out) -> None:
+        """Hand a step's deltas over, waking the event loop once for the consumers that wait for one of them."""
+        waiters = []
+        for seat, item in out:
+            waiter = seat.pipe.put(item)
+            if waiter is not None:
+                waiters.append(waiter)
+        if waiters:
             try:
-                loop.call_soon_threadsafe(self._deliver, out)
+                loop.call_soon_threadsafe(_wake_all, waiters)
             except RuntimeError:  # the loop is closed: the server is stopping and nobody reads
                 pass
 
