@@ -11,13 +11,20 @@ Measures, for a ~98k-parameter and a ~25M-parameter random llama (built once int
   ``[models.config]`` (continuous batching) heylook's concurrent streams run on a model with ``concurrency`` set to
   ``--streams``; without it they queue, one at a time;
 * ``cache``: time to first token on the second turn of a conversation with the prompt cache on and off;
-* ``batch``: ``/v1/batch/chat/completions`` throughput against the same requests sent one after another.
+* ``batch``: ``/v1/batch/chat/completions`` throughput against the same requests (sharing a long prefix, the prompt
+  cache on) sent one after another, rounds alternating, and which way the endpoint ran them (its ``batching`` field);
+* ``concurrency``: heylook alone, ``--streams`` concurrent streams against one, on a model with ``concurrency`` set to
+  ``--streams`` (continuous batching) and on one with the default 1 (one at a time): all streams' tokens over the wall
+  time from the first request sent to the last token, and the mean time to first token.
+
+The batch and concurrency sections also give the server's CPU time per generated token (Linux): on a machine that
+other work keeps busy the wall clock mostly measures the scheduler, the CPU time what the server spent.
 
 Rounds alternate the contenders (in a rotating order) and keep the best of each, to damp noise from other work on the
 machine; the servers section also gives the median of the per-round ratios. On a shared machine, pin the whole run to
 one core (``taskset -c 1``): what each contender costs per token then shows in its speed.
-Usage: ``python bench/mlx.py [--rounds 5] [--tokens 256] [--sizes tiny,small] [--sections decode,servers,cache,batch]
-[--streams 4] [--json out.json]``.
+Usage: ``python bench/mlx.py [--rounds 5] [--tokens 256] [--sizes tiny,small]
+[--sections decode,servers,cache,batch,concurrency] [--streams 4] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -362,28 +369,106 @@ def ttft_turn_two(client: httpx.Client, model: str) -> float:
     raise RuntimeError("no token streamed")
 
 
-def batch_throughput(client: httpx.Client, model: str, folder: Path, count: int, tokens: int) -> tuple[float, float]:
-    """(tokens/s through the batch endpoint, tokens/s for the same requests one after another)."""
-    requests = [
+def batch_requests(folder: Path, count: int, tokens: int, tag: str) -> list[dict[str, Any]]:
+    """``count`` greedy requests sharing a long prefix (the prompt), each with its own ending."""
+    return [
         {
-            "messages": [{"role": "user", "content": f"{PROMPT} Part {index}."}],
+            "messages": [{"role": "user", "content": f"{PROMPT} Part {index}, {tag}."}],
             "max_tokens": tokens,
             "temperature": 0,
             "logit_bias": {str(eos_of(folder)): -100},
         }
         for index in range(count)
     ]
-    start = time.perf_counter()
-    data = client.post("/batch/chat/completions", json={"model": model, "requests": requests}).json()["data"]
-    batch_seconds = time.perf_counter() - start
-    batch_tokens = sum(item["usage"]["completion_tokens"] for item in data)
-    start = time.perf_counter()
-    sequential_tokens = 0
-    for request in requests:
-        result = client.post("/chat/completions", json={"model": model, **request}).json()
-        sequential_tokens += result["usage"]["completion_tokens"]
-    sequential_seconds = time.perf_counter() - start
-    return batch_tokens / batch_seconds, sequential_tokens / sequential_seconds
+
+
+def batch_versus_sequential(
+    client: httpx.Client, pid: int, model: str, folder: Path, count: int, tokens: int, rounds: int
+) -> dict[str, Any]:
+    """The batch endpoint against the same kind of requests sent one after another, rounds alternating.
+
+    Each round's requests end differently from the last round's, so that the prompt cache holds their shared prefix
+    (as it would for a client) but never a whole prompt.
+    """
+    client.post("/batch/chat/completions", json={"model": model, "requests": batch_requests(folder, count, 2, "warm")})
+    rates: dict[str, list[float]] = {"batch": [], "sequential": []}
+    cpu: dict[str, list[float]] = {"batch": [], "sequential": []}
+    batching: Any = None
+    for index in range(rounds):
+        order = ["batch", "sequential"] if index % 2 == 0 else ["sequential", "batch"]
+        for kind in order:
+            requests = batch_requests(folder, count, tokens, f"{kind} {index}")
+            before = cpu_seconds(pid)
+            start = time.perf_counter()
+            if kind == "batch":
+                answer = client.post("/batch/chat/completions", json={"model": model, "requests": requests}).json()
+                batching = answer.get("batching")
+                generated = sum(item["usage"]["completion_tokens"] for item in answer["data"])
+            else:
+                generated = 0
+                for request in requests:
+                    answer = client.post("/chat/completions", json={"model": model, **request}).json()
+                    generated += answer["usage"]["completion_tokens"]
+            rates[kind].append(generated / (time.perf_counter() - start))
+            after = cpu_seconds(pid)
+            if before is not None and after is not None:
+                cpu[kind].append((after - before) * 1000 / generated)
+    result: dict[str, Any] = {
+        "requests": count,
+        "tokens": tokens,
+        "batch_tokens_per_s": round(max(rates["batch"]), 1),
+        "sequential_tokens_per_s": round(max(rates["sequential"]), 1),
+        "speedup": round(max(rates["batch"]) / max(rates["sequential"]), 2),
+        "batching": batching,
+    }
+    if cpu["batch"] and cpu["sequential"]:
+        result["batch_cpu_ms_per_token"] = round(statistics.median(cpu["batch"]), 3)
+        result["sequential_cpu_ms_per_token"] = round(statistics.median(cpu["sequential"]), 3)
+        result["speedup_cpu"] = round(result["sequential_cpu_ms_per_token"] / result["batch_cpu_ms_per_token"], 2)
+    return result
+
+
+def concurrency_gain(
+    base_url: str, pid: int, folder: Path, size: str, tokens: int, rounds: int, streams: int
+) -> dict[str, Any]:
+    """``streams`` concurrent streams against one, with continuous batching (``-c<streams>``) and without."""
+    clients = [httpx.Client(timeout=3600) for _ in range(streams)]
+    runs = {
+        "one": (f"{size}-nocache", 1),
+        f"{streams}_one_at_a_time": (f"{size}-nocache", streams),
+        "one_batching": (f"{size}-c{streams}", 1),
+        f"{streams}_batched": (f"{size}-c{streams}", streams),
+    }
+    for model, _ in runs.values():  # load and warm up
+        Stream(base_url, chat_body(folder, 4, model, {})).run(clients[0])
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
+    order = list(runs)
+    for index in range(rounds):
+        shift = index % len(order)
+        for name in order[shift:] + order[:shift]:
+            model, count = runs[name]
+            before = cpu_seconds(pid)
+            sample = concurrent(base_url, [chat_body(folder, tokens, model, {})] * count, clients[:count])
+            after = cpu_seconds(pid)
+            if before is not None and after is not None:
+                sample["cpu_ms_per_token"] = (after - before) * 1000 / sample["tokens"]
+            samples[name].append(sample)
+    for client in clients:
+        client.close()
+    result: dict[str, Any] = {"tokens": tokens, "streams": streams}
+    for name, runs_of in samples.items():
+        result[name] = {
+            "tokens_per_s": round(max(run["tokens_per_s"] for run in runs_of), 1),
+            "ttft_ms": round(min(run["ttft_s"] for run in runs_of) * 1000, 1),
+        }
+        if all("cpu_ms_per_token" in run for run in runs_of):
+            result[name]["cpu_ms_per_token"] = round(statistics.median(run["cpu_ms_per_token"] for run in runs_of), 3)
+    batched, serial, one = result[f"{streams}_batched"], result[f"{streams}_one_at_a_time"], result["one"]
+    result["batched_over_one_at_a_time"] = round(batched["tokens_per_s"] / serial["tokens_per_s"], 2)
+    result["batched_over_one_stream"] = round(batched["tokens_per_s"] / one["tokens_per_s"], 2)
+    if "cpu_ms_per_token" in batched and "cpu_ms_per_token" in serial:
+        result["batched_over_one_at_a_time_cpu"] = round(serial["cpu_ms_per_token"] / batched["cpu_ms_per_token"], 2)
+    return result
 
 
 def main() -> None:
@@ -393,7 +478,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--streams", type=int, default=4, help="concurrent streams in the servers section")
     parser.add_argument("--sizes", default="tiny,small", help="models: tiny, small or both")
-    parser.add_argument("--sections", default="decode,servers,cache,batch")
+    parser.add_argument("--sections", default="decode,servers,cache,batch,concurrency")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -450,15 +535,25 @@ def main() -> None:
             cold = min(ttft_turn_two(client, "small-nocache") for _ in range(3))
             results["turn_two_ttft_ms"] = {"cache": round(cached * 1000, 1), "no_cache": round(cold * 1000, 1)}
             print("turn two ttft", results["turn_two_ttft_ms"], flush=True)
-        for size in folders if "batch" in sections else ():
-            batch, sequential = batch_throughput(client, size, folders[size], args.batch, 64)
-            results[f"batch_{size}"] = {
-                "requests": args.batch,
-                "batch_tokens_per_s": round(batch, 1),
-                "sequential_tokens_per_s": round(sequential, 1),
-                "speedup": round(batch / sequential, 2),
-            }
+        for size, folder in folders.items() if "batch" in sections else ():
+            rounds = args.rounds if size == "tiny" else max(2, args.rounds // 2)
+            results[f"batch_{size}"] = batch_versus_sequential(
+                httpx.Client(base_url=server.base_url, timeout=3600),
+                server.process.pid,
+                size,
+                folder,
+                args.batch,
+                64,
+                rounds,
+            )
             print("batch", size, results[f"batch_{size}"], flush=True)
+        for size, folder in folders.items() if "concurrency" in sections and batching else ():
+            tokens = args.tokens if size == "tiny" else 64
+            rounds = args.rounds if size == "tiny" else max(2, args.rounds // 2)
+            results[f"concurrency_{size}"] = concurrency_gain(
+                server.base_url, server.process.pid, folder, size, tokens, rounds, args.streams
+            )
+            print("concurrency", size, results[f"concurrency_{size}"], flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
 
