@@ -132,6 +132,23 @@ def test_a_request_that_joins_a_running_batch_is_served(server: ServerProcess, e
     assert "".join(first.text) == summary(chat(server, ALONE, request))[0]
 
 
+def test_the_models_other_calls_run_between_batch_steps(server: ServerProcess, eos_id: int) -> None:
+    running = Stream(server, long_request(eos_id, PROMPTS[3], 600))
+    running.start()
+    assert running.started.wait(60)
+    hidden = httpx.post(server.base_url + "/hidden_states", json={"model": BATCHED, "input": "hello"}, timeout=60)
+    hidden_at = time.monotonic()
+    requests = [{"messages": [{"role": "user", "content": p}], "max_tokens": 4, "temperature": 0} for p in PROMPTS[:2]]
+    answer = httpx.post(
+        server.base_url + "/batch/chat/completions", json={"model": BATCHED, "requests": requests}, timeout=60
+    )
+    running.join(120)
+    assert hidden.status_code == 200 and answer.status_code == 200, (hidden.text, answer.text)
+    assert hidden_at < running.ended_at  # not queued behind the whole stream
+    assert [summary(item) for item in answer.json()["data"]] == [summary(chat(server, ALONE, r)) for r in requests]
+    assert running.usage is not None and running.usage["completion_tokens"] == 600
+
+
 def test_a_client_that_disconnects_leaves_the_others_running(server: ServerProcess, eos_id: int) -> None:
     staying = Stream(server, long_request(eos_id, PROMPTS[0], 300))
     leaving = Stream(server, long_request(eos_id, PROMPTS[2], 1000), stop_after=3)
