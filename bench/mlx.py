@@ -210,12 +210,13 @@ def concurrent(base_url: str, bodies: list[dict[str, Any]], clients: list[httpx.
     return {"tokens_per_s": tokens / wall, "ttft_s": ttft, "tokens": tokens}
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """CPU time so far of process ``pid``, all its threads (Linux ``/proc``; None elsewhere); None: this process."""
+def cpu_seconds(pid: int | None, thread: int | None = None) -> float | None:
+    """CPU time so far of process ``pid``, all its threads or only ``thread`` (Linux ``/proc``; None elsewhere);
+    ``pid`` None: this process."""
     if pid is None:
         return time.process_time()
     total = 0
-    for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+    for path in Path(f"/proc/{pid}/task").glob(f"{thread or '*'}/schedstat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             total += int(path.read_text().split()[0])
     return total / 1e9 if total else None
@@ -264,7 +265,8 @@ def side_by_side(
     """heylook, mlx_lm.server and raw ``stream_generate`` in a rotating order each round.
 
     Besides speed, each run's CPU time per generated token: of the server process (all its threads) for the two
-    servers, of this process for raw generation. On a shared machine it varies far less than speed does.
+    servers, of this process for raw generation; for heylook also of its event loop thread alone (what serving a
+    token costs beside generating it). On a shared machine these vary far less than speed does.
     """
     think = {"enable_thinking": True}
     heylook_url, heylook_pid = heylook
@@ -289,6 +291,7 @@ def side_by_side(
             kind, _, server = name.partition(":")
             pid = pids.get(server)
             cpu = cpu_seconds(pid)
+            loop_cpu = cpu_seconds(pid, pid) if server == "heylook" else None  # its main thread runs the event loop
             if kind == "raw":
                 rate, ttft = raw_decode(folder, tokens)
                 sample = {"tokens_per_s": rate, "ttft_s": ttft, "tokens": tokens}
@@ -302,6 +305,9 @@ def side_by_side(
             after = cpu_seconds(pid)
             if cpu is not None and after is not None:
                 sample["cpu_ms_per_token"] = (after - cpu) * 1000 / sample["tokens"]
+            loop_after = cpu_seconds(pid, pid) if loop_cpu is not None else None
+            if loop_cpu is not None and loop_after is not None:
+                sample["event_loop_cpu_ms_per_token"] = (loop_after - loop_cpu) * 1000 / sample["tokens"]
             samples.setdefault(name, []).append(sample)
 
         order = ["raw", "one:heylook", "one:mlx_lm", "many:heylook", "many:mlx_lm"]
@@ -319,8 +325,9 @@ def side_by_side(
             "median_tokens_per_s": round(statistics.median(run["tokens_per_s"] for run in runs), 1),
             "ttft_ms": round(min(run["ttft_s"] for run in runs) * 1000, 2),
         }
-        if all("cpu_ms_per_token" in run for run in runs):
-            figures["cpu_ms_per_token"] = round(statistics.median(run["cpu_ms_per_token"] for run in runs), 4)
+        for key in ("cpu_ms_per_token", "event_loop_cpu_ms_per_token"):
+            if all(key in run for run in runs):
+                figures[key] = round(statistics.median(run[key] for run in runs), 4)
         return figures
 
     def ratios(a: str, b: str) -> float:
