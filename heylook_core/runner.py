@@ -29,9 +29,6 @@ from heylook_core.errors import ProviderError
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 1.0  # how often a waiting request checks that its worker thread is alive and moving
-# Items that come less than this far apart are read in groups: the event loop wakes once per this many seconds
-# instead of once per token (see _Handoff); an item waits at most this long. 0 wakes it for every item.
-COALESCE_S = 0.002
 
 T = TypeVar("T")
 
@@ -84,19 +81,10 @@ class WorkerFailedError(ProviderError):
 class ModelWorker:
     """A dedicated thread that owns one model; every call for that model runs on it, one at a time."""
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        buffer_size: int = 64,
-        stall_timeout: float | None = None,
-        coalesce_s: float = COALESCE_S,
-    ) -> None:
-        """``stall_timeout``: seconds a stream may go without an item before the worker counts as wedged;
-        ``coalesce_s``: see :data:`COALESCE_S`."""
+    def __init__(self, name: str, *, buffer_size: int = 64, stall_timeout: float | None = None) -> None:
+        """``stall_timeout``: seconds a stream may go without an item before the worker counts as wedged."""
         self.name = name
         self.buffer_size = buffer_size
-        self.coalesce_s = coalesce_s
         self.stall_timeout = stall_timeout
         self.failure: str | None = None  # why the worker is unusable (died, wedged); the router reloads the model
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
@@ -190,11 +178,11 @@ class ModelWorker:
         exception), ``cancel`` is set and the generator is closed on its own thread at its next item.
 
         Per item the worker appends to a deque; it wakes the event loop only when the consumer is waiting for an
-        item, so tokens that come faster than the consumer reads cost one wake-up per burst, not one each; tokens
-        that come faster than ``coalesce_s`` apart are read every ``coalesce_s`` (see :class:`_Handoff`).
+        item, so tokens that come faster than the consumer reads cost one wake-up per burst, not one each (see
+        :class:`_Handoff`).
         """
         loop = asyncio.get_running_loop()
-        handoff = _Handoff(loop, self.buffer_size, self.coalesce_s)
+        handoff = _Handoff(loop, self.buffer_size)
         token = cancel or CancelToken()
 
         def job() -> None:
@@ -208,9 +196,9 @@ class ModelWorker:
                     put(item)
                     if token.gone:
                         return
-                put(_DONE, True)
+                put(_DONE)
             except BaseException as error:  # handed to the consumer
-                put(_Raised(error), True)
+                put(_Raised(error))
             finally:
                 close = getattr(iterator, "close", None)
                 if close is not None:
@@ -221,7 +209,7 @@ class ModelWorker:
 
         self._submit(job)
         last = [math.inf]  # when the consumer began waiting for the next item (inf: it is not waiting)
-        watch = asyncio.create_task(self._watch(lambda error: handoff.put(_Raised(error), True), last))
+        watch = asyncio.create_task(self._watch(lambda error: handoff.put(_Raised(error)), last))
         items = handoff.items
         try:
             while True:
@@ -266,34 +254,25 @@ class _Handoff:
     future (if any) and wakes it through ``call_soon_threadsafe``. Whichever order the two threads run in, an item
     never waits unseen, and a wake-up for a future nobody awaits any more is harmless.
 
-    Paced reading: once items come less than ``coalesce_s`` apart (a fast model), the consumer stops asking to be
-    woken per item and sleeps ``coalesce_s`` on a timer of its own, then takes everything that came meanwhile; the
-    worker wakes it early only for the last item (or an error) and when half the buffer is waiting. Each wake-up
-    costs the event loop about as much as a token, so a 1000 tokens/s stream is read in groups of two or three and
-    no item waits longer than ``coalesce_s``. A timer that finds nothing (the model slowed down) goes back to a
-    wake-up per item.
+    The consumer is woken for each item it waits for, in step with the worker. Reading on a timer instead (groups
+    of items every few milliseconds) cost fewer wake-ups but was slower on an MLX model: the worker and MLX's own
+    thread then spent more CPU per token than the event loop saved.
     """
 
-    __slots__ = ("coalesce", "full", "items", "last_wake", "loop", "paced", "size", "space", "timed", "waiters")
+    __slots__ = ("full", "items", "loop", "size", "space", "waiters")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, coalesce: float = 0.0) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
         self.items: collections.deque[Any] = collections.deque()
         self.loop = loop
         self.size = size
-        self.coalesce = coalesce
         self.waiters: list[asyncio.Future[None]] = []  # the consumer's future while it waits (at most one)
         self.space = threading.Event()  # set by the consumer when it takes an item from a full buffer
         self.full = False  # the worker waits for room
-        self.paced = False  # the consumer reads on its own timer (items come faster than ``coalesce`` apart)
-        self.timed = False  # the waiting consumer has its timer set: the worker need not wake it
-        self.last_wake = -math.inf
 
-    def put(self, item: Any, last: bool = False) -> None:
-        """Append ``item`` (from any thread) and wake the consumer if it waits (and has no timer, or ``last``)."""
+    def put(self, item: Any) -> None:
+        """Append ``item`` (from any thread) and wake the consumer if it waits."""
         self.items.append(item)
         if self.waiters:
-            if self.timed and not last and len(self.items) < self.size // 2:
-                return
             try:
                 waiter = self.waiters.pop()
             except IndexError:  # the consumer took it back: it saw the item itself
@@ -316,15 +295,8 @@ class _Handoff:
         return True
 
     async def wait(self) -> None:
-        """On the event loop: until the deque has an item, or (paced) the timer ran out."""
-        loop = self.loop
-        waiter = loop.create_future()
-        timer = None
-        if self.paced:
-            self.timed = True  # (set before the waiter is seen by the worker)
-            timer = loop.call_later(self.coalesce, _wake, waiter)
-        else:
-            self.timed = False
+        """On the event loop: until the deque has an item."""
+        waiter = self.loop.create_future()
         self.waiters.append(waiter)
         try:
             if self.items:  # appended before the worker could see the waiter
@@ -333,14 +305,6 @@ class _Handoff:
         finally:
             with contextlib.suppress(ValueError):
                 self.waiters.remove(waiter)
-            if timer is not None:
-                timer.cancel()
-            now = loop.time()
-            if timer is not None:  # paced: it stays so while its timer finds items
-                self.paced = bool(self.items)
-            elif self.coalesce:  # woken per item: paced once items come closer than coalesce
-                self.paced = now - self.last_wake < self.coalesce
-            self.last_wake = now
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
