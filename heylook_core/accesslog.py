@@ -2,21 +2,21 @@
 
 ``POST /v1/chat/completions 200 1.214s model=gemma-3-270m tokens=12+40 finish=stop key=alice client=127.0.0.1``:
 the generation's fields are noted by the generation service (:func:`note_generation`) through a context variable
-the middleware sets, so a streamed response is logged once it has finished, with what it produced. Probes
+that the metrics middleware (:mod:`heylook_core.metrics`, which already sees every request's status and time) sets,
+so a streamed response is logged once it has finished, with what it produced. Probes
 (``/health``, ``/metrics``) are logged at debug level only.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 from heylook_core.keys import current_key_name
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.types import Scope
 
     from heylook_core.types import Usage
 
@@ -24,7 +24,7 @@ logger = logging.getLogger("heylook_core.access")
 
 _QUIET_PATHS = frozenset({"/health", "/metrics", "/favicon.ico"})
 
-# What the request being served generated; set per request by AccessLog, filled by note_generation.
+# What the request being served generated; set per request by the metrics middleware, filled by note_generation.
 _CURRENT: ContextVar[dict[str, Any] | None] = ContextVar("heylook_access", default=None)
 
 
@@ -41,34 +41,18 @@ def note_generation(model: str, usage: Usage | None, finish: str) -> None:
     record["key"] = current_key_name()
 
 
-class AccessLog:
-    """Pure ASGI: the status is read from the response start, the line is written after the last byte."""
+def begin() -> tuple[Token[dict[str, Any] | None], dict[str, Any]]:
+    """Start the record of one request (the metrics middleware calls it); give the token back to :func:`end`."""
+    record: dict[str, Any] = {}
+    return _CURRENT.set(record), record
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = [0]
-        record: dict[str, Any] = {}
-        token = _CURRENT.set(record)
-
-        async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watch)
-        finally:
-            _CURRENT.reset(token)
-            path = scope.get("path", "")
-            level = logging.DEBUG if path in _QUIET_PATHS else logging.INFO
-            if logger.isEnabledFor(level):
-                logger.log(level, "%s", _line(scope, status[0], time.perf_counter() - started, record))
+def end(token: Token[dict[str, Any] | None], scope: Scope, status: int, seconds: float, record: dict[str, Any]) -> None:
+    """Write the request's line, now that its response has ended."""
+    _CURRENT.reset(token)
+    level = logging.DEBUG if scope.get("path", "") in _QUIET_PATHS else logging.INFO
+    if logger.isEnabledFor(level):
+        logger.log(level, "%s", _line(scope, status, seconds, record))
 
 
 def _line(scope: Scope, status: int, seconds: float, record: dict[str, Any]) -> str:

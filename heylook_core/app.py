@@ -15,7 +15,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from heylook_core.accesslog import AccessLog
 from heylook_core.config import load_settings
 from heylook_core.error_shapes import error_response, validation_message
 from heylook_core.errors import BadRequestError, ConfigError, HeylookError
@@ -152,12 +151,10 @@ def create_app(server: Server) -> FastAPI:
         bind_host=server.settings.server.host,
     )
     app.add_middleware(BodyLimit, limit=server.settings.server.max_body_bytes)
-    app.add_middleware(server.metrics.middleware)
+    app.add_middleware(server.metrics.middleware, access_log=server.settings.server.access_log)
     app.add_middleware(HeadAsGet)
     app.add_middleware(UnexpectedErrors)  # an escaped exception is a 500, never a reset connection
-    app.add_middleware(Drain, server=server)  # counts requests in flight, refuses new ones while draining
-    if server.settings.server.access_log:
-        app.add_middleware(AccessLog)  # outermost: logs every request, a refused one too
+    app.add_middleware(Drain, server=server)  # outermost: counts requests in flight, refuses new ones while draining
     keyring_of(server)  # a broken api_key_file stops the server before it serves
     from heylook_core.openapi import install, install_docs
 

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from heylook_core.accesslog import note_generation
+from heylook_core import accesslog
 from heylook_core.keys import observe_tokens
 
 if TYPE_CHECKING:
@@ -171,10 +171,11 @@ class Metrics:
         metrics = self
 
         class Middleware:
-            """Pure ASGI: one count per request, read when the response has ended; nothing per streamed chunk."""
+            """Pure ASGI: one count (and access line) per request, when the response has ended; nothing per chunk."""
 
-            def __init__(self, app: ASGIApp) -> None:
+            def __init__(self, app: ASGIApp, access_log: bool = False) -> None:
                 self.app = app
+                self.access_log = access_log  # also write the request's access line ([server] access_log)
 
             async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
                 if scope["type"] != "http":
@@ -182,6 +183,7 @@ class Metrics:
                     return
                 started = time.perf_counter()
                 status = [500]
+                access = accesslog.begin() if self.access_log else None
 
                 async def record(message: Message) -> None:
                     if message["type"] == "http.response.start":
@@ -191,11 +193,14 @@ class Metrics:
                 try:
                     await self.app(scope, receive, record)
                 finally:
+                    seconds = time.perf_counter() - started
                     method = scope.get("method", "")
                     method = method if method in _METHODS else "other"
                     path = route_label(scope)
                     metrics.requests.labels(method, path, str(status[0])).inc()
-                    metrics.seconds.labels(method, path).inc(time.perf_counter() - started)
+                    metrics.seconds.labels(method, path).inc(seconds)
+                    if access is not None:
+                        accesslog.end(access[0], scope, status[0], seconds, access[1])
 
         self.middleware: Any = Middleware
 
@@ -260,7 +265,7 @@ class GenerationMeter:
         if error is not None and not self.finished:
             self.outcome = "cancelled" if isinstance(error, (GeneratorExit, asyncio.CancelledError)) else "error"
         metrics, model = self.metrics, self.model
-        note_generation(model, self.usage, self.outcome)
+        accesslog.note_generation(model, self.usage, self.outcome)
         metrics.generations.labels(model, self.outcome if self.outcome in _OUTCOMES else "other").inc()
         metrics.duration.labels(model).observe(time.perf_counter() - self.started)
 
