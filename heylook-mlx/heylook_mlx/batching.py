@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import copy
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -72,7 +71,6 @@ logger = logging.getLogger(__name__)
 BATCH_GAIN = 1.2  # auto: batch only where batched decoding measured at least this much faster than one at a time
 SHARED_PREFIX_MIN = 8  # a prefix every prompt of a batch shares is processed once when it is at least this long
 SLICE_S = 0.05  # continuous batching: seconds of decode steps per worker call
-COALESCE_S = 0.002  # continuous batching: a stream whose tokens come faster is read every this many seconds
 PLAN_CONTEXT = 16  # tokens of context in the decode steps the planner times
 
 
@@ -420,26 +418,20 @@ class _Pipe:
 
     The scheme of heylook_core's ``ModelWorker.stream`` hand-off, without its back-pressure (the batch does not wait
     for one slow client; its tokens wait in memory). The consumer registers a future in ``waiters`` before it looks
-    at the deque a last time and sleeps; the worker, after appending, pops that future (if any) to wake it. Once
-    items come less than ``COALESCE_S`` apart, the consumer sleeps ``COALESCE_S`` on a timer of its own instead and
-    takes what came meanwhile; the worker then wakes it early only for the last delta or an error.
+    at the deque a last time and sleeps; the worker, after appending, pops that future (if any) to wake it. As in the
+    core, the consumer is woken for each item it waits for: reading on a timer was slower on MLX.
     """
 
-    __slots__ = ("items", "last_wake", "paced", "timed", "waiters")
+    __slots__ = ("items", "waiters")
 
     def __init__(self) -> None:
         self.items: deque[Delta | BaseException] = deque()
         self.waiters: list[asyncio.Future[None]] = []
-        self.paced = False  # the consumer reads on its own timer
-        self.timed = False  # the waiting consumer has its timer set
-        self.last_wake = -math.inf
 
     def put(self, item: Delta | BaseException) -> asyncio.Future[None] | None:
         """Append ``item`` (worker thread); the consumer's future to wake, if it waits for this item."""
         self.items.append(item)
         if not self.waiters:
-            return None
-        if self.timed and isinstance(item, Delta) and item.finish_reason is None:
             return None
         try:
             return self.waiters.pop()
@@ -450,12 +442,6 @@ class _Pipe:
         items = self.items
         while not items:
             waiter = loop.create_future()
-            timer = None
-            if self.paced:
-                self.timed = True  # (set before the worker can see the waiter)
-                timer = loop.call_later(COALESCE_S, _wake, waiter)
-            else:
-                self.timed = False
             self.waiters.append(waiter)
             try:
                 if not items:  # (an item appended before the worker could see the waiter is seen here)
@@ -463,13 +449,6 @@ class _Pipe:
             finally:
                 with contextlib.suppress(ValueError):
                     self.waiters.remove(waiter)
-                now = loop.time()
-                if timer is not None:
-                    timer.cancel()
-                    self.paced = bool(items)  # paced while its timer finds items
-                else:
-                    self.paced = now - self.last_wake < COALESCE_S
-                self.last_wake = now
         return items.popleft()
 
 
