@@ -31,47 +31,6 @@ REQUEST_TIMEOUT = 300.0
 GREEDY_SEED = 4321
 BASELINE_TOKENS = 8  # tokens of the greedy generations that checks compare
 
-# Parameters the openai SDK takes as keyword arguments; the rest go through extra_body.
-_CHAT_KWARGS = frozenset(
-    {
-        "max_tokens",
-        "temperature",
-        "top_p",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-        "stop",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "response_format",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "stream_options",
-        "n",
-        "user",
-    }
-)
-_COMPLETION_KWARGS = frozenset(
-    {
-        "max_tokens",
-        "temperature",
-        "top_p",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-        "stop",
-        "logprobs",
-        "logit_bias",
-        "echo",
-        "suffix",
-        "stream_options",
-        "n",
-        "user",
-    }
-)
-
 
 class Served:
     """A running server for one target, and clients for it."""
@@ -241,19 +200,17 @@ class Subject:
         return body
 
     def create(self, endpoint: str, params: dict[str, Any], prompt: Any = None, *, stream: bool = False) -> Any:
-        """The SDK call for ``params`` (its own keyword arguments where it has them, the rest in ``extra_body``)."""
-        body = self.body(endpoint, params, prompt)
-        known = _CHAT_KWARGS if endpoint == "chat" else _COMPLETION_KWARGS
-        kwargs = {key: value for key, value in body.items() if key in known}
-        extra = {key: value for key, value in body.items() if key not in known and key not in ("model",)}
+        """The SDK call for ``params``: the parameters go in ``extra_body``, which the SDK merges into the JSON body as
+        it would its own keyword arguments (so no list of the SDK's names is kept here)."""
+        extra = {key: value for key, value in self.body(endpoint, params, prompt).items() if key != "model"}
         if endpoint == "chat":
             messages = extra.pop("messages")
             return self.served.openai.chat.completions.create(
-                model=self.id, messages=messages, stream=stream, extra_body=extra or None, **kwargs
+                model=self.id, messages=messages, stream=stream, extra_body=extra or None
             )
         prompt_value = extra.pop("prompt")
         return self.served.openai.completions.create(
-            model=self.id, prompt=prompt_value, stream=stream, extra_body=extra or None, **kwargs
+            model=self.id, prompt=prompt_value, stream=stream, extra_body=extra or None
         )
 
     def generate(self, endpoint: str, params: dict[str, Any], prompt: Any = None, *, stream: bool = False) -> Result:
