@@ -101,36 +101,9 @@ _loaded: dict[Path, Any] = {}
 
 def http_decode(client: httpx.Client, model: str, folder: Path, tokens: int) -> tuple[float, float]:
     """(decode tokens/s, seconds to first token) of a streamed chat request through heylook."""
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": tokens,
-        "temperature": 0,
-        "enable_thinking": True,
-        "logit_bias": {str(eos_of(folder)): -100},
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    start = time.perf_counter()
-    first = last = 0.0
-    pieces = 0
-    usage: dict[str, Any] = {}
-    with client.stream("POST", "/chat/completions", json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                usage = chunk["usage"]
-            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                now = time.perf_counter()
-                if pieces == 0:
-                    first = now
-                last = now
-                pieces += 1
-    generated = usage["completion_tokens"]
-    return (generated - 1) / (last - first), first - start
+    stream = Stream(str(client.base_url).rstrip("/"), chat_body(folder, tokens, model, {"enable_thinking": True}))
+    stream.run(client)
+    return stream.rate, stream.ttft
 
 
 class Stream:
