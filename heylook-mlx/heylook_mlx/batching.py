@@ -60,7 +60,7 @@ from heylook_core import (
     Usage,
     WorkerFailedError,
 )
-from heylook_mlx.sampling import LogprobReader, processors_for, sampler_for
+from heylook_mlx.sampling import LogprobReader, processors_for, reading, sampler_for
 
 if TYPE_CHECKING:
     from heylook_core import ModelWorker
@@ -315,9 +315,7 @@ def _one(engine: TextEngine, item: ChatRequest, tokens: list[int], cancel: Cance
     logprobs: list[TokenLogprob] = []
     result = ChatResult(usage=Usage(prompt_tokens=len(tokens)))
     stopped = False
-    deltas = engine.generate(
-        tokens, item, token, logprobs=bool(item.logprobs), top_logprobs=item.top_logprobs or 0, param="messages"
-    )
+    deltas = engine.generate(tokens, item, token)
     for delta in deltas:
         if cancel.cancelled:
             token.stop()
@@ -468,9 +466,6 @@ class _Seat:
 
     request: ChatRequest | CompletionRequest
     make_tokens: Callable[[], list[int]]
-    logprobs: bool
-    top_logprobs: int
-    param: str
     cancel: CancelToken
     pipe: _Pipe = field(default_factory=_Pipe)
     sequence: _Sequence | None = None
@@ -516,16 +511,12 @@ class Batcher:
         make_tokens: Callable[[], list[int]],
         request: ChatRequest | CompletionRequest,
         cancel: CancelToken,
-        *,
-        logprobs: bool,
-        top_logprobs: int,
-        param: str,
     ) -> AsyncIterator[Delta]:
         """The deltas of one request, decoded with the others in flight; ``make_tokens`` runs on the worker."""
         if self._closed:
             raise ServiceUnavailableError(f"model '{self.engine.model_id}' is unloading; retry", retry_after=1)
         loop = asyncio.get_running_loop()
-        seat = _Seat(request, make_tokens, logprobs, top_logprobs, param, cancel)
+        seat = _Seat(request, make_tokens, cancel)
         self._open.add(seat)
         self._incoming.append(seat)
         if self._driver is None:
@@ -625,10 +616,11 @@ class Batcher:
                 if not seat.cancel.gone:
                     out.append((seat, Delta(finish_reason="stop", usage=Usage())))
                 continue
+            logprobs, top_logprobs, param = reading(seat.request)
             try:
                 tokens = seat.make_tokens()
                 limit = seat.request.max_tokens or engine.config.max_tokens_default
-                engine._check_length(tokens, limit, seat.param)
+                engine._check_length(tokens, limit, param)
                 processors = processors_for(seat.request, engine.vocab_size)
                 cache, rest = _fetch(engine, tokens)
             except HeylookError as error:
@@ -637,7 +629,7 @@ class Batcher:
             except Exception as error:
                 out.append((seat, self.wrap_error(error)))
                 continue
-            reader = LogprobReader(engine.tokenizer, seat.top_logprobs) if seat.logprobs else None
+            reader = LogprobReader(engine.tokenizer, top_logprobs) if logprobs else None
             cached = len(tokens) - len(rest) if engine.prompt_cache is not None else None
             seat.sequence = _Sequence(len(tokens), cached, engine.tokenizer.detokenizer, reader)
             new.append((seat, tokens, cache, rest, limit, processors))

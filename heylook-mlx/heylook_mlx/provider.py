@@ -137,14 +137,7 @@ class MLXProvider(ThreadedProvider[MLXConfig]):
         batcher, engine = self.batcher, self.engine
         if batcher is None:
             return super().chat(request, cancel)
-        return batcher.generate(
-            lambda: engine.chat_tokens(request),
-            request,
-            cancel,
-            logprobs=bool(request.logprobs),
-            top_logprobs=request.top_logprobs or 0,
-            param="messages",
-        )
+        return batcher.generate(lambda: engine.chat_tokens(request), request, cancel)
 
     def complete(
         self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken
@@ -157,14 +150,7 @@ class MLXProvider(ThreadedProvider[MLXConfig]):
             _check_completion(request)
             return engine.prompt_tokens(prompt)
 
-        return batcher.generate(
-            tokens,
-            request,
-            cancel,
-            logprobs=request.logprobs is not None,
-            top_logprobs=request.logprobs or 0,
-            param="prompt",
-        )
+        return batcher.generate(tokens, request, cancel)
 
     def chat_sync(self, request: ChatRequest, cancel: CancelToken) -> Iterator[Delta]:
         return self._guarded(lambda: self.engine.chat(request, cancel))

@@ -11,7 +11,7 @@ import mlx.core as mx
 import numpy as np
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-from heylook_core import BadRequestError, SamplingParams, TokenLogprob, TopLogprob
+from heylook_core import BadRequestError, ChatRequest, CompletionRequest, SamplingParams, TokenLogprob, TopLogprob
 
 
 def sampler_for(request: SamplingParams) -> Any:
@@ -23,6 +23,15 @@ def sampler_for(request: SamplingParams) -> Any:
         min_p=request.min_p or 0.0,
         top_k=request.top_k or 0,
     )
+
+
+def reading(request: ChatRequest | CompletionRequest) -> tuple[bool, int, str]:
+    """What a chat or completion request asks to read besides the text: whether log-probabilities, how many
+    alternatives per token (Chat Completions: ``logprobs`` and ``top_logprobs``; Completions: ``logprobs`` is the
+    count), and the request field its prompt came in (for errors)."""
+    if isinstance(request, ChatRequest):
+        return bool(request.logprobs), request.top_logprobs or 0, "messages"
+    return request.logprobs is not None, request.logprobs or 0, "prompt"
 
 
 def logit_bias_for(request: SamplingParams, vocab_size: int) -> dict[int, float] | None:

@@ -50,7 +50,7 @@ from heylook_core import (
     template_supports_tools,
 )
 from heylook_mlx.config import MLXConfig
-from heylook_mlx.sampling import LogprobReader, processors_for, sampler_for, seed
+from heylook_mlx.sampling import LogprobReader, processors_for, reading, sampler_for, seed
 
 logger = logging.getLogger(__name__)
 
@@ -297,12 +297,9 @@ class TextEngine:
         tokens: list[int],
         request: ChatRequest | CompletionRequest,
         cancel: CancelToken,
-        *,
-        logprobs: bool,
-        top_logprobs: int,
-        param: str,
     ) -> Iterator[Delta]:
         limit = request.max_tokens or self.config.max_tokens_default
+        logprobs, top_logprobs, param = reading(request)
         self._check_length(tokens, limit, param)
         sampler = sampler_for(request)
         processors = processors_for(request, self.vocab_size)
@@ -357,26 +354,10 @@ class TextEngine:
         yield Delta(finish_reason=finish_reason, usage=usage)
 
     def chat(self, request: ChatRequest, cancel: CancelToken) -> Iterator[Delta]:
-        tokens = self.chat_tokens(request)
-        return self.generate(
-            tokens,
-            request,
-            cancel,
-            logprobs=bool(request.logprobs),
-            top_logprobs=request.top_logprobs or 0,
-            param="messages",
-        )
+        return self.generate(self.chat_tokens(request), request, cancel)
 
     def complete(self, request: CompletionRequest, prompt: str | list[int], cancel: CancelToken) -> Iterator[Delta]:
-        tokens = self.prompt_tokens(prompt)
-        return self.generate(
-            tokens,
-            request,
-            cancel,
-            logprobs=request.logprobs is not None,
-            top_logprobs=request.logprobs or 0,
-            param="prompt",
-        )
+        return self.generate(self.prompt_tokens(prompt), request, cancel)
 
     # -- hidden states -------------------------------------------------------------------------------------------
 
