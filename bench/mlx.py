@@ -49,7 +49,7 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 import httpx  # noqa: E402
 from platformdirs import user_cache_dir  # noqa: E402
 
-from heylook_core.testing import free_port, serve, write_config  # noqa: E402
+from heylook_core.testing import free_port, serve, stop_process, wait_healthy, write_config  # noqa: E402
 from heylook_mlx.tiny import build_text_model, parameter_count  # noqa: E402
 
 PROMPT = "Tell me a long story about a fox, a cat and a bird who travel from Paris to Berlin."
@@ -205,24 +205,10 @@ def mlx_lm_server(folder: Path, timeout: float = 180) -> Iterator[tuple[str, int
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlx_lm.server exited with {process.returncode}: {Path(log.name).read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/models", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlx_lm.server did not answer within {timeout} s")
-            time.sleep(0.2)
+        wait_healthy(process, url + "/models", timeout, "mlx_lm.server", Path(log.name).read_text)
         yield url, process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process)
         log.close()
 
 

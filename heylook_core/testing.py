@@ -1,7 +1,8 @@
 """Test helpers shipped with the core, for the core's tests and for plugin authors.
 
 ``serve(...)`` starts ``heylookllm serve`` as a subprocess on a free loopback port and waits until ``/health``
-answers; use it as a context manager and point the ``openai`` SDK at ``server.base_url``.
+answers; use it as a context manager and point the ``openai`` SDK at ``server.base_url``. ``wait_healthy`` and
+``stop_process`` do its waiting and stopping for other servers a test starts (an upstream, a peer to compare with).
 
 ``installed_problems(...)`` says whether the tests import the distributions as installed (from their wheels), or
 a source tree that shadows them: a test asserting it is empty makes a file missing from a wheel fail the tests.
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -80,28 +81,40 @@ def serve(
     )
     server = ServerProcess(process, port, Path(log_file.name))
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"heylookllm exited with {process.returncode}:\n{server.log()}")
-            try:
-                if httpx.get(server.url + "/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"heylookllm did not answer within {timeout} s:\n{server.log()}")
-            time.sleep(0.1)
+        wait_healthy(process, server.url + "/health", timeout, "heylookllm", server.log)
         yield server
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_process(process)
         log_file.close()
+
+
+def wait_healthy(
+    process: subprocess.Popen[bytes], url: str, timeout: float, name: str, log: Callable[[], str] = str
+) -> None:
+    """Poll ``url`` until it answers 200; raise ``RuntimeError`` (with ``log()``) if ``process`` exits first or
+    ``timeout`` seconds pass. For a server a test or benchmark started itself (``serve`` uses it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not answer within {timeout} s:\n{log()}")
+        time.sleep(0.1)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` and wait for it; kill it after 15 s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 def write_config(directory: str | os.PathLike[str], text: str, name: str = "models.toml") -> Path:

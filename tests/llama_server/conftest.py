@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from heylook_core.testing import free_port
+from heylook_core.testing import free_port, stop_process, wait_healthy
 from heylook_llama_server.binary import INSTALL_HINT, cache_root, find_binary
 
 ADMIN_KEY = "admin-test-key"
@@ -161,19 +161,7 @@ def direct_server(binary: Path, gemma: Path, *extra: str, parallel: int = 1) -> 
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"llama-server exited with {process.returncode}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "llama-server did not become healthy"
-            time.sleep(0.1)
+        wait_healthy(process, url + "/health", 120, "llama-server")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process)
