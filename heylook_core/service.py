@@ -267,14 +267,6 @@ async def _events(
                             cancel.stop()  # the engine stops at its next token and sends its last delta
                         if delta.finish_reason is None:  # send what came before the stop now; the usage follows
                             delta = Delta(text=delta.text, reasoning=delta.reasoning, logprobs=delta.logprobs)
-                            if tools is not None:
-                                _read_tool_calls(tools, delta)
-                            if delta.text or delta.reasoning or delta.logprobs or delta.tool_calls:
-                                if waiting_first and (delta.text or delta.reasoning or delta.tool_calls):
-                                    waiting_first = False
-                                    meter.first_token()
-                                yield delta
-                            continue
                     elif delta.finish_reason is not None:
                         delta.text += stops.flush()
                 if stopped and delta.finish_reason is not None:
