@@ -159,6 +159,7 @@ class LlamaServerProvider(Provider[LlamaServerConfig]):
         self.supervisor: Supervisor | None = None
         self.upstreams: list[Upstream] = []
         self._health_task: asyncio.Task[None] | None = None
+        self._meta: dict[str, Any] = {}  # llama-server's facts about the model (GET /v1/models: n_embd, ...)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -173,6 +174,8 @@ class LlamaServerProvider(Provider[LlamaServerConfig]):
                 await self._load_remote()
             else:
                 await self._load_local()
+            if config.embedding:
+                self._meta = await self._read_meta()
         except BaseException:
             await self.unload()
             raise
@@ -233,8 +236,25 @@ class LlamaServerProvider(Provider[LlamaServerConfig]):
             await self.client.aclose()
             self.client = None
 
+    async def _read_meta(self) -> dict[str, Any]:
+        """The ``meta`` llama-server gives for its model in ``GET /v1/models`` (empty where an upstream gives none)."""
+        assert self.client is not None
+        upstream = await self._pick(set())
+        try:
+            response = await self.client.get(upstream.url + "/v1/models", timeout=10.0)
+            meta = _loads(response.content)["data"][0]["meta"]
+        except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as error:
+            logger.info("model '%s': no model facts from %s/v1/models (%s)", self.model_id, upstream.url, error)
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
     def info(self) -> dict[str, Any]:
         data: dict[str, Any] = {"parallel": self.config.parallel, "context_length": self.config.n_ctx}
+        width = self._meta.get("n_embd")
+        if self.config.embedding and self.config.pooling != "rank" and isinstance(width, int):
+            # one pooled vector per input, normalised (llama-server's /v1/embeddings default, embd_normalize 2)
+            data["embedding_dimensions"] = width
+            data["embedding_normalized"] = self.config.pooling != "none"
         if self.supervisor is not None:
             data["server"] = {
                 "url": self.supervisor.url,

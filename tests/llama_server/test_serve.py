@@ -180,12 +180,17 @@ def test_undeclared_parameter_is_refused(client: openai.OpenAI) -> None:
     assert "mirostat" in str(caught.value)
 
 
-def test_embeddings(client: openai.OpenAI) -> None:
+def test_embeddings(server: ServerProcess, client: openai.OpenAI) -> None:
     result = client.embeddings.create(model="gemma-embed", input=["a red apple", "a stock market crash"])
     first, second = (item.embedding for item in result.data)
     assert len(first) == len(second) == 640  # gemma-3-270m's width
     assert first != second
     assert result.usage.prompt_tokens > 4
+    card = model_card(server.base_url, "gemma-embed")
+    assert card["embedding_dimensions"] == 640  # read from llama-server, so the conformance suite checks the width
+    assert card["embedding_normalized"] is True
+    norm = sum(x * x for x in first) ** 0.5
+    assert abs(norm - 1.0) < 1e-3, norm
 
 
 def test_chat_on_embedding_model_is_refused(client: openai.OpenAI) -> None:
