@@ -96,10 +96,12 @@ def build_text_model(
     *,
     chat_template: str = CHAT_TEMPLATE,
     extra_special: list[str] | None = None,
+    context_length: int = 2048,
 ) -> Path:
     """Write a random llama model with ``size`` (a key of :data:`SIZES`) to ``folder``; returns the folder.
 
-    ``chat_template`` and ``extra_special`` (added tokens, e.g. one that is a whole tool call) go to the tokenizer.
+    ``chat_template`` and ``extra_special`` (added tokens, e.g. one that is a whole tool call) go to the tokenizer;
+    ``context_length`` is the model's ``max_position_embeddings``.
     """
     import mlx.core as mx
     from mlx.utils import tree_flatten
@@ -121,7 +123,7 @@ def build_text_model(
         "vocab_size": vocab_size,
         "rms_norm_eps": 1e-5,
         "rope_theta": 10000.0,
-        "max_position_embeddings": 2048,
+        "max_position_embeddings": context_length,
         "tie_word_embeddings": True,
         "eos_token_id": eos_id,
         "torch_dtype": "float32",
