@@ -203,6 +203,17 @@ class ConfiguredModel:
     parameters: frozenset[str]
     concurrency: int
     unavailable: str | None = None  # why it cannot be served (its provider's plugin failed)
+    # declared parameters the loaded model cannot honour, with the reason (Provider.refused_parameters); the router
+    # takes them out of ``parameters`` once the model has loaded
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def refuse(self, refused: dict[str, str]) -> list[str]:
+        """Take ``refused`` out of the declared parameters; the names that were declared."""
+        names = sorted(name for name in refused if name in self.parameters)
+        if names:
+            self.refused.update({name: refused[name] for name in names})
+            self.parameters = self.parameters - set(names)
+        return names
 
     @property
     def id(self) -> str:

@@ -147,6 +147,8 @@ def check_request(model: ConfiguredModel, request: SamplingParams, capability: C
     if isinstance(request, ChatRequest) and request.has_images() and Capability.VISION not in model.capabilities:
         raise UnsupportedError(model.id, "image inputs", param="messages", hint="use a vision model")
     for name in used_parameters(request):
+        if name in model.refused:
+            raise _refused(model, name)
         if name not in model.parameters:
             known = name in ParameterGroup.GENERATION
             what = f"the parameter '{name}'" if known else f"the unknown parameter '{name}'"
@@ -155,6 +157,20 @@ def check_request(model: ConfiguredModel, request: SamplingParams, capability: C
                     model.id, "thinking (reasoning_effort)", param="reasoning_effort", hint="remove it from the request"
                 )
             raise UnsupportedError(model.id, what, param=name, hint="remove it from the request")
+
+
+def check_refused(model: ConfiguredModel, request: SamplingParams) -> None:
+    """After the model has loaded: a 400 for a parameter it refuses (``Provider.refused_parameters``), which
+    :func:`check_request` could not know of before the load."""
+    if model.refused:
+        for name in used_parameters(request):
+            if name in model.refused:
+                raise _refused(model, name)
+
+
+def _refused(model: ConfiguredModel, name: str) -> UnsupportedError:
+    what = f"the parameter '{name}' ({model.refused[name]})"
+    return UnsupportedError(model.id, what, param=name, hint="remove it from the request")
 
 
 def apply_defaults(request: SamplingParams, model: SamplingDefaults, server: SamplingDefaults) -> None:

@@ -22,7 +22,7 @@ PROJECT = "heylook"
 # these hooks, the provider methods and the request and result types). Semver: a minor version only adds, a major
 # one may remove or change (docs/plugins.md, "Contract version and compatibility"). A plugin declares the range it
 # supports with ``HEYLOOK_CONTRACT = ">=1,<2"`` in its entry point module.
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -179,6 +179,15 @@ class Provider(Generic[ConfigT]):
     async def transcribe(self, audio: AudioInput, request: TranscriptionRequest) -> Transcription:
         raise NotImplementedError
 
+    def refused_parameters(self) -> dict[str, str]:
+        """Parameters the spec declares that this loaded model cannot honour, each with the reason.
+
+        Called once, after ``load``: a model whose chat template renders no tools returns ``{"tools": "its chat
+        template renders no tools", ...}``. The core drops them from the model's card and answers a request that sets
+        one with a 400 naming it and giving the reason. The default refuses nothing.
+        """
+        return {}
+
     def info(self) -> dict[str, Any]:
         """Extra facts for ``/v1/models`` and ``/health`` (context size, process id, ...).
 

@@ -247,6 +247,7 @@ class Router:
                 except Exception as error:
                     detail, kind = _load_failure(error, spec.name)
                     raise ModelLoadError(slot.id, detail, kind=kind) from error
+                self._narrow(slot, provider)
                 slot.provider = provider
                 slot.state = "loaded"
                 slot.last_error = None
@@ -269,6 +270,17 @@ class Router:
         finally:
             slot.load_task = None
             await self._notify()
+
+    @staticmethod
+    def _narrow(slot: ModelSlot, provider: Provider[Any]) -> None:
+        """Take what the loaded model refuses out of its declared parameters (Provider.refused_parameters)."""
+        try:
+            refused = dict(provider.refused_parameters())
+        except Exception:  # a provider bug: the model still serves, with the parameters its spec declares
+            logger.exception("model '%s': refused_parameters() failed; its declared parameters stand", slot.id)
+            return
+        for name in slot.model.refuse(refused):
+            logger.info("model '%s' does not honour '%s': %s", slot.id, name, refused[name])
 
     def _occupied(self, exclude: ModelSlot) -> list[ModelSlot]:
         return [s for s in self.slots.values() if s is not exclude and s.state in ("loaded", "unloading")]

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from heylook_core.config import CORE_DEFAULTS
 from heylook_core.errors import HeylookError, ServiceUnavailableError
 from heylook_core.faults import internal_error, origin_of
-from heylook_core.generation import StopMatcher, ThinkSplitter, check_request, collect
+from heylook_core.generation import StopMatcher, ThinkSplitter, check_refused, check_request, collect
 from heylook_core.images import resolve_images
 from heylook_core.keys import current_key_name
 from heylook_core.middleware import GenerationContext, compose
@@ -133,6 +133,7 @@ class GenerationService:
                 request, target = again.request, again.slot
             think_tags = target.model.entry.think_tags if chat else []
             async with server.router.acquire(target) as provider:
+                check_refused(target.model, request)  # what the model refuses is known once it has loaded
                 if isinstance(request, ChatRequest):
                     stream = provider.chat(request, cancel)
                 else:

@@ -203,6 +203,14 @@ class LlamaCppProvider(ThreadedProvider[LlamaCppConfig]):
             llm.close()
         engine_log.engine_unloaded(self.model_id)
 
+    def refused_parameters(self) -> dict[str, str]:
+        """A Jinja template that renders no tools refuses them (its card then offers none)."""
+        if self.template is not None and not template_supports_tools(self.template):
+            reason = "its chat template does not render tools; set a chat_template that does, or chat_format = "
+            reason += "'chatml-function-calling'"
+            return {"tools": reason, "tool_choice": reason}
+        return {}
+
     def info(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"model_path": str(self.path) if self.path else self.config.model_path}
         if self.llm is not None:

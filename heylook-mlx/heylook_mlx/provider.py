@@ -101,6 +101,16 @@ class MLXProvider(ThreadedProvider[MLXConfig]):
         """The format the core reads tool calls in (from the model's chat template); None without one."""
         return getattr(self.engine, "tool_parser", None)
 
+    def refused_parameters(self) -> dict[str, str]:
+        """A text model whose chat template renders no tools refuses them (its card then offers none)."""
+        if self.config.embedding or self.config.vision or self.engine is None or self.engine.tool_parser is not None:
+            return {}
+        if getattr(self.engine.tokenizer, "chat_template", None) is None:
+            reason = "it has no chat template"
+        else:
+            reason = "its chat template does not render tools"
+        return {"tools": reason, "tool_choice": reason}
+
     def info(self) -> dict[str, Any]:
         context = getattr(self.engine, "context_length", None)
         facts: dict[str, Any] = {"context_length": context} if context else {}

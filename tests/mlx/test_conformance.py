@@ -2,7 +2,7 @@
 batching (concurrency 2), and MiniLM for embeddings.
 
 The tiny model carries a chat template that renders tools (Qwen's shape, as in test_tools), as the models that MLX
-serves do: MLX text models declare ``tools``, and a template without them answers them with a 400.
+serves do: MLX text models declare ``tools``, and one whose template renders none refuses them once loaded.
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ def call_id(tool_model: Path) -> str:
 @pytest.fixture(scope="module")
 def sdk(tool_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
     folder = tmp_path_factory.mktemp("tools-server")
+    plain = build_text_model(folder / "tiny-plain")  # the default template, which renders no tools
     config = f"""\
 default_model = "tiny-tools"
 [[models]]
@@ -67,6 +68,12 @@ id = "tiny-tools"
 provider = "mlx"
 [models.config]
 model_path = "{tool_model}"
+
+[[models]]
+id = "tiny-plain"
+provider = "mlx"
+[models.config]
+model_path = "{plain}"
 """
     with serve(write_config(folder, config), env=ENV, cwd=folder) as process:
         yield openai.OpenAI(base_url=process.base_url, api_key="unused", max_retries=0)
@@ -140,3 +147,19 @@ def test_forced_tool_choice_is_refused(sdk: openai.OpenAI, choice: Any) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.chat.completions.create(model="tiny-tools", messages=ASK, tools=TOOLS, tool_choice=choice, max_tokens=1)
     assert "tool_choice" in str(caught.value)
+
+
+def test_a_template_without_tools_refuses_them_and_its_card_offers_none(sdk: openai.OpenAI) -> None:
+    assert {"tools", "tool_choice"} <= set(sdk.models.retrieve("tiny-plain").model_dump()["parameters"])  # declared
+    # the first request loads the model and is refused once the load shows it; the second before the model is reached
+    for _ in range(2):
+        with pytest.raises(openai.BadRequestError) as caught:
+            sdk.chat.completions.create(model="tiny-plain", messages=ASK, tools=TOOLS, max_tokens=1)
+        assert "does not render tools" in str(caught.value)
+        assert caught.value.param == "tools"
+    parameters = set(sdk.models.retrieve("tiny-plain").model_dump()["parameters"])
+    assert not {"tools", "tool_choice"} & parameters
+    assert "temperature" in parameters
+    answer = sdk.chat.completions.create(model="tiny-plain", messages=ASK, max_tokens=1)
+    assert answer.choices[0].finish_reason in {"length", "stop"}
+    assert {"tools", "tool_choice"} <= set(sdk.models.retrieve("tiny-tools").model_dump()["parameters"])

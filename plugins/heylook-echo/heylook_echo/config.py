@@ -23,6 +23,11 @@ class EchoConfig(ProviderConfig):
     num_layers: int = Field(default=4, ge=1, le=128)
     fail_load: str | None = Field(default=None, description="when set, loading fails with this message")
     concurrency: int = Field(default=1, ge=1, description="requests run at once")
+    refuse: dict[str, str] = Field(
+        default_factory=dict,
+        description="parameters the loaded model refuses, each with its reason (Provider.refused_parameters), as a "
+        "model whose chat template renders no tools refuses tools",
+    )
     tool_text: bool = Field(
         default=False,
         description="with tools, echo the user's text as written (tool-call tags and all) instead of calling the first "

@@ -67,6 +67,9 @@ class EchoProvider(ThreadedProvider[EchoConfig]):
     def unload_sync(self) -> None:
         pass
 
+    def refused_parameters(self) -> dict[str, str]:
+        return dict(self.config.refuse)
+
     def info(self) -> dict[str, object]:
         return {
             "context_length": self.config.context_length,
