@@ -147,9 +147,9 @@ def check_request(model: ConfiguredModel, request: SamplingParams, capability: C
     if isinstance(request, ChatRequest) and request.has_images() and Capability.VISION not in model.capabilities:
         raise UnsupportedError(model.id, "image inputs", param="messages", hint="use a vision model")
     for name in used_parameters(request):
-        if name in model.refused:
-            raise _refused(model, name)
         if name not in model.parameters:
+            if name in model.refused:
+                raise _refused(model, name)
             known = name in ParameterGroup.GENERATION
             what = f"the parameter '{name}'" if known else f"the unknown parameter '{name}'"
             if name == "enable_thinking" and getattr(request, "reasoning_effort", None) is not None:

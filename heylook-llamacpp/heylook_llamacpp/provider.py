@@ -59,6 +59,10 @@ from heylook_llamacpp.build import build_description
 from heylook_llamacpp.config import LlamaCppConfig, default_threads
 
 logger = logging.getLogger(__name__)
+# why a model whose Jinja template renders no tools refuses them (its card, and a request that reaches the engine)
+NO_TOOLS = (
+    "its chat template does not render tools; set a chat_template that does, or chat_format = 'chatml-function-calling'"
+)
 
 POOLING = {
     None: llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
@@ -206,9 +210,7 @@ class LlamaCppProvider(ThreadedProvider[LlamaCppConfig]):
     def refused_parameters(self) -> dict[str, str]:
         """A Jinja template that renders no tools refuses them (its card then offers none)."""
         if self.template is not None and not template_supports_tools(self.template):
-            reason = "its chat template does not render tools; set a chat_template that does, or chat_format = "
-            reason += "'chatml-function-calling'"
-            return {"tools": reason, "tool_choice": reason}
+            return {"tools": NO_TOOLS, "tool_choice": NO_TOOLS}
         return {}
 
     def info(self) -> dict[str, Any]:
@@ -403,11 +405,7 @@ class LlamaCppProvider(ThreadedProvider[LlamaCppConfig]):
         if request.tools and self.template is not None:  # the model's Jinja template renders them
             if request.tool_choice != "none":
                 if not template_supports_tools(self.template):
-                    raise BadRequestError(
-                        f"model '{self.model_id}': its chat template does not render tools; set a chat_template "
-                        "that does, or chat_format = 'chatml-function-calling'",
-                        param="tools",
-                    )
+                    raise BadRequestError(f"model '{self.model_id}': {NO_TOOLS}", param="tools")
                 kwargs["tools"] = [tool.model_dump(exclude_none=True) for tool in request.tools]
                 if request.tool_choice == "required" or isinstance(request.tool_choice, dict):
                     kwargs["grammar"] = self._tool_grammar(request)

@@ -103,13 +103,11 @@ class MLXProvider(ThreadedProvider[MLXConfig]):
 
     def refused_parameters(self) -> dict[str, str]:
         """A text model whose chat template renders no tools refuses them (its card then offers none)."""
-        if self.config.embedding or self.config.vision or self.engine is None or self.engine.tool_parser is not None:
+        if self.config.embedding or self.config.vision or self.engine is None or self.tool_parser is not None:
             return {}
-        if getattr(self.engine.tokenizer, "chat_template", None) is None:
-            reason = "it has no chat template"
-        else:
-            reason = "its chat template does not render tools"
-        return {"tools": reason, "tool_choice": reason}
+        from heylook_mlx.text import NO_TOOLS
+
+        return {"tools": NO_TOOLS, "tool_choice": NO_TOOLS}
 
     def info(self) -> dict[str, Any]:
         context = getattr(self.engine, "context_length", None)

@@ -85,6 +85,9 @@ def _arguments(text: str) -> Any:
     return value if isinstance(value, dict) else text
 
 
+# why a model whose chat template renders no tools refuses them (its card, and a request that reaches the engine)
+NO_TOOLS = "its chat template does not render tools; use a model (or a tokenizer_config.json chat_template) that does"
+
 # mlx-lm's tool parsers that the core reads itself (streaming, with drift repair)
 _CORE_FORMATS = {"json_tools": "hermes", "mistral": "mistral"}
 
@@ -198,11 +201,7 @@ class TextEngine:
         extra: dict[str, Any] = {}
         if request.tools and request.tool_choice != "none":
             if self.tool_parser is None:
-                raise BadRequestError(
-                    f"model '{self.model_id}': its chat template does not render tools; use a model (or a "
-                    "tokenizer_config.json chat_template) that does",
-                    param="tools",
-                )
+                raise BadRequestError(f"model '{self.model_id}': {NO_TOOLS}", param="tools")
             if request.tool_choice == "required" or isinstance(request.tool_choice, dict):
                 raise BadRequestError(
                     f"model '{self.model_id}': MLX has no constrained decoding here, so tool_choice "
